@@ -1,0 +1,254 @@
+"""The model card: a JSON document that says everything needed to run and judge a model.
+
+The card is validated against ``model_card.schema.json`` and then read into small frozen
+dataclasses, so the rest of the code never handles raw dictionaries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from ..errors import BundleError
+
+SCHEMA_PATH = Path(__file__).with_name("model_card.schema.json")
+
+
+@lru_cache(maxsize=1)
+def card_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded concept ``scheme^value^meaning`` (DICOM / SNOMED CT)."""
+
+    scheme: str
+    value: str
+    meaning: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}^{self.value}^{self.meaning}"
+
+
+@dataclass(frozen=True)
+class Terminology:
+    category: Code
+    type: Code
+    modifier: Code | None = None
+    context: str = "Segmentation category and type - 3D Slicer General Anatomy list"
+    region: Code | None = None
+    region_modifier: Code | None = None
+    region_context: str = "Anatomic codes - DICOM master list"
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    largest_components: int | None = None
+    min_island_ml: float = 0.0
+    fill_holes: bool = False
+
+
+@dataclass(frozen=True)
+class Label:
+    value: int
+    name: str
+    color: tuple[int, int, int]
+    terminology: Terminology
+    postprocessing: PostProcessing = PostProcessing()
+
+    @property
+    def color_float(self) -> tuple[float, float, float]:
+        return tuple(c / 255.0 for c in self.color)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    modality: str
+    name_pattern: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Normalization:
+    type: str
+    window: tuple[float, float] | None = None
+    lower: float = 0.5
+    upper: float = 99.5
+    nonzero: bool = False
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    normalization: Normalization
+    target_spacing: tuple[float, float, float] | None = None
+    interpolation: str = "linear"
+    orientation: str = "RAS"
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    patch_size: tuple[int, int, int]
+    overlap: float = 0.25
+    blending: str = "gaussian"
+    tta_flips: tuple[tuple[int, ...], ...] = ()
+    sw_batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Applicability:
+    spacing_mm: tuple[float, float] | None = None
+    min_field_of_view_mm: tuple[float, float, float] | None = None
+    on_mismatch: str = "warn"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A validated model card. ``raw`` keeps the JSON document for display and re-export."""
+
+    id: str
+    version: str
+    title: str
+    description: str
+    modality: str
+    inputs: tuple[InputSpec, ...]
+    labels: tuple[Label, ...]
+    network: NetworkSpec
+    preprocessing: Preprocessing
+    inference: InferenceSettings
+    license_name: str
+    commercial_use: bool | None
+    weights_file: str
+    applicability: Applicability
+    variants: dict
+    raw: dict
+
+    @property
+    def num_classes(self) -> int:
+        """Network output channels: background plus one per label, in card order."""
+        return len(self.labels) + 1
+
+    def label_by_name(self, name: str) -> Label:
+        for label in self.labels:
+            if label.name.lower() == name.lower():
+                return label
+        raise BundleError(
+            f"model {self.id} has no label named {name!r}",
+            "labels of this model: " + ", ".join(label.name for label in self.labels),
+        )
+
+    def variant(self, name: str) -> "ModelCard":
+        """The card with the overrides of variant ``name`` (e.g. ``"fast"``) applied."""
+        if name not in self.variants:
+            offered = ", ".join(self.variants) or "none"
+            raise BundleError(f"model {self.id} offers no {name!r} variant", f"variants of this model: {offered}")
+        v = self.variants[name]
+        card = self
+        if "weights" in v:
+            card = replace(card, weights_file=v["weights"])
+        if "network" in v:
+            card = replace(card, network=NetworkSpec(v["network"]["name"], dict(v["network"]["args"])))
+        if "target_spacing" in v:
+            card = replace(card, preprocessing=replace(card.preprocessing, target_spacing=tuple(v["target_spacing"])))
+        if "patch_size" in v:
+            card = replace(card, inference=replace(card.inference, patch_size=tuple(v["patch_size"])))
+        return card
+
+    def summary(self) -> str:
+        names = ", ".join(label.name for label in self.labels)
+        lic = self.license_name + ("" if self.commercial_use is not False else " (non-commercial)")
+        return f"{self.id} {self.version}: {self.title} [{self.modality}] labels: {names}; license: {lic}"
+
+
+def _code(v: list | None) -> Code | None:
+    return Code(*v) if v else None
+
+
+def parse_card(document: dict, source: str = "model card") -> ModelCard:
+    """Validate ``document`` against the schema and read it into a :class:`ModelCard`.
+
+    Raises:
+        BundleError: naming the first schema violation and where it is.
+    """
+    validator = jsonschema.Draft202012Validator(card_schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise BundleError(f"{source} is invalid at {where}: {err.message}", "fix the card or re-export the bundle")
+    d = document
+    labels = []
+    for lab in d["labels"]:
+        t = lab["terminology"]
+        term = Terminology(
+            category=_code(t["category"]),
+            type=_code(t["type"]),
+            modifier=_code(t.get("modifier")),
+            context=t.get("context", Terminology.context),
+            region=_code(t.get("region")),
+            region_modifier=_code(t.get("region_modifier")),
+            region_context=t.get("region_context", Terminology.region_context),
+        )
+        pp = lab.get("postprocessing", {})
+        labels.append(Label(lab["value"], lab["name"], tuple(lab["color"]), term, PostProcessing(
+            pp.get("largest_components"), float(pp.get("min_island_ml", 0.0)), bool(pp.get("fill_holes", False)))))
+    values = [lab.value for lab in labels]
+    if len(set(values)) != len(values):
+        raise BundleError(f"{source}: label values are not unique: {values}", "give every label its own value")
+    names = [lab.name.lower() for lab in labels]
+    if len(set(names)) != len(names):
+        raise BundleError(f"{source}: label names are not unique", "give every label its own name")
+    p = d["preprocessing"]
+    n = p["normalization"]
+    inf = d["inference"]
+    app = d.get("applicability", {})
+    lic = d["license"]
+    return ModelCard(
+        id=d["id"], version=d["version"], title=d["title"], description=d["description"], modality=d["modality"],
+        inputs=tuple(InputSpec(i["name"], i["modality"], i.get("name_pattern", ""), i.get("description", ""))
+                     for i in d["inputs"]),
+        labels=tuple(labels),
+        network=NetworkSpec(d["network"]["name"], dict(d["network"]["args"])),
+        preprocessing=Preprocessing(
+            normalization=Normalization(n["type"], tuple(n["window"]) if "window" in n else None,
+                                        n.get("lower", 0.5), n.get("upper", 99.5), n.get("nonzero", False)),
+            target_spacing=tuple(p["target_spacing"]) if p.get("target_spacing") else None,
+            interpolation=p.get("interpolation", "linear"),
+        ),
+        inference=InferenceSettings(
+            patch_size=tuple(inf["patch_size"]), overlap=inf.get("overlap", 0.25),
+            blending=inf.get("blending", "gaussian"), tta_flips=tuple(tuple(f) for f in inf.get("tta_flips", [])),
+            sw_batch_size=inf.get("sw_batch_size", 1),
+        ),
+        license_name=lic["name"], commercial_use=lic.get("commercial_use"),
+        weights_file=d["files"]["weights"],
+        applicability=Applicability(
+            tuple(app["spacing_mm"]) if "spacing_mm" in app else None,
+            tuple(app["min_field_of_view_mm"]) if "min_field_of_view_mm" in app else None,
+            app.get("on_mismatch", "warn"),
+        ),
+        variants=dict(d.get("variants", {})),
+        raw=document,
+    )
+
+
+def load_card_text(text: str, source: str) -> ModelCard:
+    try:
+        document: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{source} is not valid JSON: {exc}", "re-export or re-download the bundle") from None
+    if not isinstance(document, dict):
+        raise BundleError(f"{source} must hold a JSON object", "re-export the bundle")
+    return parse_card(document, source)

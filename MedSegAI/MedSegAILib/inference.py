@@ -1,0 +1,130 @@
+"""Sliding-window inference with Gaussian blending, flip TTA, progress and cancellation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from .bundle.card import InferenceSettings
+from .errors import ResourceError
+from .progress import ProgressReporter
+
+
+def window_starts(image_size: int, patch_size: int, overlap: float) -> list[int]:
+    """Start indices of the sliding windows along one axis, exactly as MONAI enumerates them.
+
+    The image is padded to at least ``patch_size``; windows step by ``int(patch * (1 - overlap))``
+    and the last one is shifted back to end at the border.
+
+    Example:
+        >>> window_starts(100, 64, 0.25)
+        [0, 36]
+    """
+    size = max(image_size, patch_size)
+    if patch_size == size:
+        return [0]
+    step = max(1, int(patch_size * (1 - overlap)))
+    starts = []
+    for index in range(math.ceil(size / step)):
+        start = index * step
+        starts.append(min(start, size - patch_size))
+        if start + patch_size >= size:
+            break
+    return starts
+
+
+def count_windows(image_size: Sequence[int], patch_size: Sequence[int], overlap: float) -> int:
+    return math.prod(len(window_starts(s, p, overlap)) for s, p in zip(image_size, patch_size))
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; ``cuda``/``gpu`` fail clearly without a GPU."""
+    name = name.lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name in ("cuda", "gpu") or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ResourceError(
+                "a GPU was requested but PyTorch sees no CUDA device",
+                "use --device cpu, or install a CUDA build of PyTorch matching your driver (see README)",
+            )
+        return torch.device("cuda" if name == "gpu" else name)
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise ResourceError("Apple MPS was requested but is not available", "use --device cpu")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ResourceError(f"unknown device {name!r}", "use auto, cpu, cuda, cuda:N or mps")
+
+
+@dataclass
+class InferenceEngine:
+    """Runs a network over a whole volume.
+
+    Args:
+        network: maps ``(B, C, X, Y, Z)`` to ``(B, classes, X, Y, Z)`` logits.
+        settings: patch size, overlap, blending and TTA flips from the card.
+        device: where the network runs.
+        stitch_device: where window outputs are accumulated (CPU saves GPU memory on big volumes).
+        use_tta: apply the card's flip test-time augmentation.
+    """
+
+    network: torch.nn.Module
+    settings: InferenceSettings
+    device: torch.device
+    stitch_device: torch.device | None = None
+    use_tta: bool = False
+
+    def __post_init__(self) -> None:
+        self.network = self.network.to(self.device).eval()
+
+    @property
+    def flips(self) -> list[tuple[int, ...]]:
+        return [()] + ([tuple(f) for f in self.settings.tta_flips] if self.use_tta else [])
+
+    def total_windows(self, spatial_shape: Sequence[int]) -> int:
+        return count_windows(spatial_shape, self.settings.patch_size, self.settings.overlap) * len(self.flips)
+
+    def predict(self, image: np.ndarray, reporter: ProgressReporter | None = None) -> np.ndarray:
+        """Class probabilities ``(classes, X, Y, Z)`` float32 for a ``(C, X, Y, Z)`` image."""
+        reporter = reporter or ProgressReporter()
+        total = self.total_windows(image.shape[1:])
+        done = 0
+        autocast = self.device.type == "cuda"
+
+        def predictor(window: torch.Tensor) -> torch.Tensor:
+            nonlocal done
+            reporter.cancel.raise_if_cancelled()
+            with torch.autocast(self.device.type, enabled=autocast):
+                logits = self.network(window.to(self.device))
+            done += window.shape[0]
+            reporter.update(min(1.0, done / total), f"window {done}/{total}")
+            return logits.float()
+
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+        probabilities = None
+        with torch.inference_mode():
+            for axes in self.flips:
+                dims = [a + 2 for a in axes]
+                xin = torch.flip(x, dims) if dims else x
+                logits = sliding_window_inference(
+                    xin, self.settings.patch_size, self.settings.sw_batch_size, predictor,
+                    overlap=self.settings.overlap, mode=self.settings.blending, sw_device=self.device,
+                    device=self.stitch_device or self.device,
+                )
+                prob = torch.softmax(torch.flip(logits, dims) if dims else logits, dim=1)[0].float()
+                probabilities = prob if probabilities is None else probabilities.add_(prob)
+            assert probabilities is not None
+            if len(self.flips) > 1:
+                probabilities /= len(self.flips)
+            return probabilities.cpu().numpy()

@@ -1,0 +1,45 @@
+"""One registry maps the network names used in model cards to constructors.
+
+Cards name a network and its keyword arguments; nothing in a bundle can name arbitrary code.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..errors import BundleError
+
+NetworkBuilder = Callable[..., torch.nn.Module]
+_REGISTRY: dict[str, NetworkBuilder] = {}
+
+
+def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
+    """Decorator registering ``builder`` under ``name`` (names are unique)."""
+
+    def decorate(builder: NetworkBuilder) -> NetworkBuilder:
+        if name in _REGISTRY and _REGISTRY[name] is not builder:
+            raise ValueError(f"network name {name!r} is already registered")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorate
+
+
+def network_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_network(name: str, args: dict) -> torch.nn.Module:
+    """Build the network ``name`` with the card's ``args``.
+
+    Raises:
+        BundleError: unknown name or arguments the constructor rejects.
+    """
+    if name not in _REGISTRY:
+        raise BundleError(f"unknown network {name!r}", "known networks: " + ", ".join(network_names()))
+    try:
+        return _REGISTRY[name](**args)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise BundleError(f"network {name!r} rejects its arguments {args}: {exc}", "fix network.args in the card") from None

@@ -1,0 +1,171 @@
+"""The one segmentation function every face of MedSegAI runs: input volumes + bundle -> label map
+on the first input's exact grid."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import psutil
+import torch
+
+from .applicability import check_applicability
+from .bundle import Bundle, Label, ModelCard
+from .errors import EmptyResultError, InputImageError, ResourceError
+from .geometry import crop_grid, ras_box_to_ijk_slices
+from .image import Volume
+from .inference import InferenceEngine, select_device
+from .postprocessing import postprocess
+from .preprocessing import prepare_case
+from .preprocessing.pipeline import from_network_layout
+from .preprocessing.spatial import SpatialPlan
+from .progress import ProgressReporter
+
+
+@dataclass
+class SegmentationOptions:
+    """How to run a model. Defaults suit a clinical workstation.
+
+    Attributes:
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        threads: CPU threads for torch (None: physical cores).
+        variant: a card variant such as ``"fast"``.
+        roi_ras: ``(min_corner, max_corner)`` of an RAS box; only voxels inside are segmented.
+        labels: names of the labels to keep (None: all).
+        tta: flip test-time augmentation when the card defines flips (slower, a little smoother).
+        force: run even when the card says to refuse such inputs.
+        allow_empty: an empty result is returned instead of raising :class:`EmptyResultError`.
+    """
+
+    device: str = "auto"
+    threads: int | None = None
+    variant: str | None = None
+    roi_ras: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    labels: list[str] | None = None
+    tta: bool = False
+    force: bool = False
+    allow_empty: bool = False
+
+
+@dataclass
+class SegmentationResult:
+    labels: Volume  # on the first input's grid, uint8/uint16
+    card: ModelCard
+    found: list[Label]
+    missing: list[Label]
+    warnings: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def physical_cores() -> int:
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def estimate_peak_bytes(model_shape_xyz, num_classes: int, in_channels: int, flips: int) -> int:
+    """Rough peak host memory of inference on the model grid: the input, MONAI's stitching buffers
+    (class sums and the weight map), softmax output and the TTA accumulator, all float32."""
+    voxels = math.prod(model_shape_xyz)
+    floats = voxels * (in_channels * 2 + num_classes * (3 + (1 if flips > 1 else 0)) + 1)
+    return int(floats * 4)
+
+
+def _crop(volume: Volume, start, stop) -> Volume:
+    grid = crop_grid(volume.grid, start, stop)
+    return Volume(volume.array[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]], grid.ijk_to_ras)
+
+
+def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions | None = None,
+            reporter: ProgressReporter | None = None) -> SegmentationResult:
+    """Segment ``inputs`` (one volume per card input, first one defines the output grid).
+
+    Raises:
+        InputImageError, ApplicabilityError, ResourceError, EmptyResultError, Cancelled.
+    """
+    options = options or SegmentationOptions()
+    reporter = reporter or ProgressReporter()
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    card = bundle.card.variant(options.variant) if options.variant else bundle.card
+    if len(inputs) != len(card.inputs):
+        names = ", ".join(i.name for i in card.inputs)
+        raise InputImageError(f"model {card.id} takes {len(card.inputs)} input(s) ({names}), got {len(inputs)}",
+                              "give one volume per model input, in that order")
+    keep = [card.label_by_name(n) for n in options.labels] if options.labels else list(card.labels)
+
+    reporter.stage("preprocess", "checking the input")
+    warnings = check_applicability(card, inputs, enforce=not options.force)
+    source = inputs[0]
+    work_inputs = list(inputs)
+    roi = None
+    if options.roi_ras is not None:
+        start, stop = ras_box_to_ijk_slices(source.grid, *options.roi_ras)
+        if np.any(stop - start < 2):
+            raise InputImageError("the ROI does not overlap the input volume (or is under 2 voxels thick)",
+                                  "give the ROI corners in RAS millimetres, inside the volume")
+        roi = (start, stop)
+        work_inputs[0] = _crop(source, start, stop)
+
+    plan = SpatialPlan.for_grid(work_inputs[0].grid, card.preprocessing.target_spacing)
+    device = select_device(options.device)
+    flips = 1 + (len(card.inference.tta_flips) if options.tta else 0)
+    needed = estimate_peak_bytes(plan.model_grid.size_ijk, card.num_classes, len(card.inputs), flips)
+    available = psutil.virtual_memory().available
+    if needed > 0.9 * available:
+        raise ResourceError(
+            f"this volume needs about {needed / 2**30:.1f} GiB of memory at the model's resolution, "
+            f"{available / 2**30:.1f} GiB are free",
+            "segment a region (--roi), use the fast variant (--fast) if the model has one, or close other programs",
+        )
+    stitch_device = device
+    if device.type == "cuda":
+        free_gpu, _ = torch.cuda.mem_get_info(device)
+        if needed > 0.5 * free_gpu:  # keep room for activations: stitch on the host instead
+            stitch_device = torch.device("cpu")
+            warnings.append("large volume: windows run on the GPU, results are assembled in host memory")
+
+    prepared = prepare_case(work_inputs, card.preprocessing)
+    seconds["preprocess"] = time.perf_counter() - t0
+
+    reporter.stage("inference", f"running {card.id} on {device.type}")
+    t1 = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(options.threads or physical_cores())
+    try:
+        engine = InferenceEngine(bundle.build_network(card), card.inference, device, stitch_device, options.tta)
+        probabilities = engine.predict(prepared.image, reporter)
+    finally:
+        torch.set_num_threads(previous_threads)
+    seconds["inference"] = time.perf_counter() - t1
+
+    reporter.stage("postprocess", "restoring the input geometry")
+    t2 = time.perf_counter()
+    channel_values = np.array([0] + [label.value for label in card.labels])
+    labels = plan.labels_to_source(from_network_layout(probabilities), channel_values)
+    del probabilities
+    dropped = [label.value for label in card.labels if label not in keep]
+    if dropped:
+        labels[np.isin(labels, dropped)] = 0
+    voxel_mm3 = float(np.prod(work_inputs[0].spacing))
+    postprocess(labels, {label.value: label.postprocessing for label in keep}, voxel_mm3)
+    if roi is not None:
+        full = np.zeros(source.array.shape, dtype=labels.dtype)
+        start, stop = roi
+        full[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] = labels
+        labels = full
+    present = set(np.unique(labels).tolist())
+    found = [label for label in keep if label.value in present]
+    missing = [label for label in keep if label.value not in present]
+    seconds["postprocess"] = time.perf_counter() - t2
+    if not found and not options.allow_empty:
+        raise EmptyResultError(
+            f"model {card.id} found none of its structures ({', '.join(x.name for x in keep)}) in this image",
+            "check that the image shows the anatomy the model is made for (and the ROI, if any); "
+            "--allow-empty writes the empty result anyway",
+        )
+    if missing:
+        warnings.append("not found: " + ", ".join(x.name for x in missing))
+    return SegmentationResult(source.with_array(labels), card, found, missing, warnings, device.type, seconds)

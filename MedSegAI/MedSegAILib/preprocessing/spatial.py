@@ -1,0 +1,90 @@
+"""Spatial preprocessing: lossless reorientation to RAS, then resampling to the model spacing.
+
+:class:`SpatialPlan` records both steps for one input grid so that results computed on the model
+grid go back to the exact input grid (:meth:`SpatialPlan.labels_to_source`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..geometry import Grid, Reorientation, grid_with_spacing
+from ..image import Volume, resample, set_sitk_geometry
+
+# Resampling below this relative spacing difference changes nothing a model could see, and
+# skipping it keeps results on native-resolution inputs free of interpolation.
+SPACING_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class SpatialPlan:
+    source: Grid
+    reorientation: Reorientation
+    model_grid: Grid
+
+    @classmethod
+    def for_grid(cls, source: Grid, target_spacing=None) -> "SpatialPlan":
+        reorientation = Reorientation.to_ras(source)
+        canonical = reorientation.target
+        model_grid = canonical
+        if target_spacing is not None:
+            ratio = np.asarray(target_spacing, float) / canonical.spacing
+            if np.any(np.abs(ratio - 1.0) > SPACING_TOLERANCE):
+                model_grid = grid_with_spacing(canonical, target_spacing)
+        return cls(source, reorientation, model_grid)
+
+    @property
+    def resamples(self) -> bool:
+        return not self.model_grid.same_as(self.reorientation.target)
+
+    def image_to_model(self, volume: Volume, interpolation: str = "linear") -> np.ndarray:
+        """An input volume (on any grid) as a float32 ``(k, j, i)`` array on the model grid."""
+        if volume.grid.same_as(self.source):
+            canonical = Volume(np.ascontiguousarray(self.reorientation.apply(volume.array)),
+                               self.reorientation.target.ijk_to_ras)
+            if not self.resamples:
+                return canonical.array.astype(np.float32, copy=False)
+            return resample(canonical, self.model_grid, interpolation).array.astype(np.float32, copy=False)
+        # secondary inputs: resampled in physical space straight onto the model grid
+        return resample(volume, self.model_grid, interpolation).array.astype(np.float32, copy=False)
+
+    def labels_to_model(self, labels: Volume) -> np.ndarray:
+        """A label map on the source grid, on the model grid (nearest neighbour)."""
+        canonical = Volume(np.ascontiguousarray(self.reorientation.apply(labels.array)), self.reorientation.target.ijk_to_ras)
+        if not self.resamples:
+            return canonical.array
+        return resample(canonical, self.model_grid, "nearest").array
+
+    def labels_to_source(self, probabilities: np.ndarray, channel_values: np.ndarray) -> np.ndarray:
+        """Per-class scores ``(C, k, j, i)`` on the model grid -> label map on the source grid.
+
+        When the model grid differs from the canonical one, each class score is interpolated
+        linearly onto the canonical grid and the argmax is taken there, one class at a time (a
+        running maximum), so no full-resolution ``(C, ...)`` array is ever held. Finally the
+        lossless reorientation is inverted.
+        """
+        values = np.asarray(channel_values)
+        dtype = np.uint8 if values.max() < 256 else np.uint16
+        if not self.resamples:
+            canonical = values[np.argmax(probabilities, axis=0)].astype(dtype)
+        else:
+            target = self.reorientation.target
+            reference = sitk.Image(*target.size_ijk, sitk.sitkUInt8)
+            set_sitk_geometry(reference, target)
+            best = None
+            canonical = np.zeros(target.shape, dtype=dtype)
+            for c in range(probabilities.shape[0]):
+                score = sitk.GetImageFromArray(np.ascontiguousarray(probabilities[c], dtype=np.float32))
+                set_sitk_geometry(score, self.model_grid)
+                up = sitk.GetArrayFromImage(sitk.Resample(score, reference, sitk.Transform(), sitk.sitkLinear, 0.0))
+                if best is None:
+                    best = up
+                    canonical[:] = values[c]
+                else:
+                    better = up > best
+                    canonical[better] = values[c]
+                    np.maximum(best, up, out=best)
+        return self.reorientation.invert(canonical)
