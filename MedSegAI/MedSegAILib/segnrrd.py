@@ -19,14 +19,22 @@ from .geometry import ras_to_lps
 _NRRD_TYPES = {np.dtype(np.uint8): "unsigned char", np.dtype(np.uint16): "unsigned short",
                np.dtype(np.int16): "short", np.dtype(np.int32): "int"}
 
-# Slicer's closed-surface conversion defaults (vtkBinaryLabelmapToClosedSurfaceConversionRule).
-SURFACE_PARAMETERS = {
-    "Compute surface normals": ("1", "Compute surface normals."),
-    "Decimation factor": ("0.0", "Desired reduction in the total number of polygons."),
-    "Smoothing factor": ("0.5", "Smoothing factor. Range: 0.0 (no smoothing) to 1.0 (strong smoothing)."),
-    "Conversion method": ("0", "0 = flying edges, 1 = surface nets."),
-    "Joint smoothing": ("0", "Perform joint smoothing."),
-}
+# Slicer's conversion parameters in its rule-registration order (the writer keeps that order).
+# Values are Slicer's defaults; "Reference image geometry" is filled in per file.
+CONVERSION_PARAMETERS = (
+    ("Decimation factor", "0.0", "Desired reduction in the total number of polygons. Range: 0.0 (no decimation) to 1.0 (as much simplification as possible)."),
+    ("Smoothing factor", "0.5", "Smoothing factor. Range: 0.0 (no smoothing) to 1.0 (strong smoothing)."),
+    ("Compute surface normals", "1", "Compute surface normals. 1 (default) = surface normals are computed. 0 = surface normals are not computed."),
+    ("Conversion method", "0", "Conversion method. 0 (default) = vtkDiscreteFlyingEdges3D is used to generate closed surface. 1 = vtkSurfaceNets3D."),
+    ("SurfaceNets smoothing", "0", "SurfaceNets smoothing. 0 (default) = Smoothing done by vtkWindowedSincPolyDataFilter. 1 = Smoothing done in surface nets filter."),
+    ("Joint smoothing", "0", "Perform joint smoothing."),
+    ("Reference image geometry", "", "Image geometry description string determining the geometry of the labelmap that is created in course of conversion."),
+    ("Oversampling factor", "1", "Determines the oversampling of the reference image geometry."),
+    ("Crop to reference image geometry", "0", "Crop the model to the extent of reference geometry."),
+    ("Collapse labelmaps", "1", "Merge the labelmaps into as few shared labelmaps as possible."),
+    ("Fractional labelmap oversampling factor", "1", "Determines the oversampling of the reference image geometry."),
+    ("Threshold fraction", "0.5", "Determines the threshold that the closed surface is created at as a fractional value between 0 and 1."),
+)
 
 
 @dataclass(frozen=True)
@@ -44,13 +52,19 @@ class SegmentInfo:
 
 
 def _num(v: float) -> str:
-    v = float(v)
-    return "0" if v == 0 else repr(v)
+    """17 significant digits, integers without a decimal point: Slicer's (ITK's) formatting."""
+    return f"{float(v) + 0.0:.17g}"
+
+
+def _short(v: float) -> str:
+    """Reference image geometry values: shortest exact form (Slicer prints e.g. ``-0.8``)."""
+    text = repr(float(v) + 0.0)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def reference_geometry_string(ijk_to_ras: np.ndarray, shape_kji: tuple[int, int, int]) -> str:
     """Slicer's "Reference image geometry": IJK->RAS row by row, then the extent, ``;``-separated."""
-    values = [_num(v) for v in np.asarray(ijk_to_ras).ravel()]
+    values = [_short(v) for v in np.asarray(ijk_to_ras).ravel()]
     extent = [0, shape_kji[2] - 1, 0, shape_kji[1] - 1, 0, shape_kji[0] - 1]
     return ";".join(values + [str(e) for e in extent]) + ";"
 
@@ -79,11 +93,10 @@ def seg_nrrd_header(labels: np.ndarray, ijk_to_ras: np.ndarray, segments: list[S
     lines += [
         "space origin: (" + ",".join(_num(v) for v in ijk_to_lps[:3, 3]) + ")",
     ]
-    extent = f"0 {ni - 1} 0 {nj - 1} 0 {nk - 1}"
-    params = dict(SURFACE_PARAMETERS)
-    params["Smoothing factor"] = (str(smoothing_factor), params["Smoothing factor"][1])
-    params["Reference image geometry"] = (reference_geometry_string(ijk_to_ras, labels.shape),
-                                          "Image geometry description string.")
+    extent = effective_extent(labels)
+    geometry = reference_geometry_string(ijk_to_ras, labels.shape)
+    values = {"Smoothing factor": f"{smoothing_factor:g}", "Reference image geometry": geometry}
+    params = "".join(f"{name}|{values.get(name, default)}|{doc}&" for name, default, doc in CONVERSION_PARAMETERS)
     keys: dict[str, str] = {}
     for n, s in enumerate(segments):
         keys.update({
@@ -98,10 +111,10 @@ def seg_nrrd_header(labels: np.ndarray, ijk_to_ras: np.ndarray, segments: list[S
             f"Segment{n}_Tags": f"Segmentation.Status:{s.status}|TerminologyEntry:{s.terminology_entry}|",
         })
     keys["Segmentation_ContainedRepresentationNames"] = "Binary labelmap|"
-    keys["Segmentation_ConversionParameters"] = "&".join(f"{k}|{v}|{d}" for k, (v, d) in sorted(params.items())) + "&"
+    keys["Segmentation_ConversionParameters"] = params
     keys["Segmentation_MasterRepresentation"] = "Binary labelmap"
     keys["Segmentation_ReferenceImageExtentOffset"] = "0 0 0"
-    for key in sorted(keys, key=_slicer_key_order):
+    for key in sorted(keys):  # Slicer writes its std::map in key order
         value = keys[key]
         if "\n" in value:
             raise ValueError(f"header value of {key} must be one line")
@@ -109,13 +122,13 @@ def seg_nrrd_header(labels: np.ndarray, ijk_to_ras: np.ndarray, segments: list[S
     return "\n".join(lines) + "\n\n"
 
 
-def _slicer_key_order(key: str) -> tuple:
-    # Slicer sorts keys as strings, which puts Segment10 before Segment2; keep numeric order
-    # instead so files stay readable -- readers look keys up by name, not position.
-    if key.startswith("Segment") and not key.startswith("Segmentation"):
-        number, _, field = key[len("Segment"):].partition("_")
-        return (0, int(number), field)
-    return (1, 0, key)
+def effective_extent(labels: np.ndarray) -> str:
+    """``i0 i1 j0 j1 k0 k1`` of the non-zero voxels (the shared layer's extent, as Slicer writes it)."""
+    coords = [np.flatnonzero(labels.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
+    if any(c.size == 0 for c in coords):
+        return "0 -1 0 -1 0 -1"
+    (k0, k1), (j0, j1), (i0, i1) = ((int(c[0]), int(c[-1])) for c in coords)
+    return f"{i0} {i1} {j0} {j1} {k0} {k1}"
 
 
 def write_seg_nrrd(path, labels: np.ndarray, ijk_to_ras: np.ndarray, segments: list[SegmentInfo],

@@ -25,8 +25,9 @@ class IntensityWindowClassifier(torch.nn.Module):
         [0, 1]
     """
 
-    def __init__(self, windows: Sequence[Sequence[float]], sharpness: float = 10.0) -> None:
+    def __init__(self, windows: Sequence[Sequence[float]], sharpness: float = 10.0, channel: int = 0) -> None:
         super().__init__()
+        self.channel = int(channel)
         w = torch.as_tensor(windows, dtype=torch.float32)
         if w.ndim != 2 or w.shape[1] != 2 or (w[:, 0] >= w[:, 1]).any():
             raise ValueError("windows must be [[low, high], ...] with low < high")
@@ -36,13 +37,16 @@ class IntensityWindowClassifier(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         low = self.windows[:, 0].view(1, -1, 1, 1, 1)
         high = self.windows[:, 1].view(1, -1, 1, 1, 1)
-        margin = torch.minimum(x[:, :1] - low, high - x[:, :1]) * self.sharpness
-        return torch.cat([torch.zeros_like(x[:, :1]), margin], dim=1)
+        value = x[:, self.channel:self.channel + 1]
+        margin = torch.minimum(value - low, high - value) * self.sharpness
+        return torch.cat([torch.zeros_like(value), margin], dim=1)
 
 
 @register_network("intensity_window")
 def build_intensity_window(in_channels: int, out_channels: int, windows: Sequence[Sequence[float]],
-                           sharpness: float = 10.0) -> torch.nn.Module:
-    if in_channels != 1 or out_channels != len(windows) + 1:
-        raise ValueError("intensity_window takes one input channel and outputs background + one channel per window")
-    return IntensityWindowClassifier(windows, sharpness)
+                           sharpness: float = 10.0, channel: int = 0) -> torch.nn.Module:
+    """``channel`` selects which input (modality) the windows apply to."""
+    if not 0 <= channel < in_channels or out_channels != len(windows) + 1:
+        raise ValueError("intensity_window needs 0 <= channel < in_channels and outputs background + one channel "
+                         "per window")
+    return IntensityWindowClassifier(windows, sharpness, channel)

@@ -41,15 +41,20 @@ class SpatialPlan:
         return not self.model_grid.same_as(self.reorientation.target)
 
     def image_to_model(self, volume: Volume, interpolation: str = "linear") -> np.ndarray:
-        """An input volume (on any grid) as a float32 ``(k, j, i)`` array on the model grid."""
+        """An input volume (on any grid) as a float32 ``(k, j, i)`` array on the model grid.
+
+        Outside the volume's field of view voxels take its minimum (air in CT, background in MR),
+        not 0, which would be soft tissue in Hounsfield units.
+        """
+        background = float(volume.array.min())
         if volume.grid.same_as(self.source):
             canonical = Volume(np.ascontiguousarray(self.reorientation.apply(volume.array)),
                                self.reorientation.target.ijk_to_ras)
             if not self.resamples:
                 return canonical.array.astype(np.float32, copy=False)
-            return resample(canonical, self.model_grid, interpolation).array.astype(np.float32, copy=False)
+            return resample(canonical, self.model_grid, interpolation, background).array.astype(np.float32, copy=False)
         # secondary inputs: resampled in physical space straight onto the model grid
-        return resample(volume, self.model_grid, interpolation).array.astype(np.float32, copy=False)
+        return resample(volume, self.model_grid, interpolation, background).array.astype(np.float32, copy=False)
 
     def labels_to_model(self, labels: Volume) -> np.ndarray:
         """A label map on the source grid, on the model grid (nearest neighbour)."""
