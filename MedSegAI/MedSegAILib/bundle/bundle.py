@@ -121,22 +121,50 @@ class Bundle:
 
         card = card or self.card
         net = build_network(card.network.name, card.network.args)
+        problem = ""
         try:
-            net.load_state_dict(self.state_dict(card.weights_file), strict=True)
+            result = net.load_state_dict(self.state_dict(card.weights_file), strict=False)
+            stored_aliases = _alias_names(net.state_dict())
+            missing = [k for k in result.missing_keys if k not in stored_aliases]
+            if missing or result.unexpected_keys:
+                problem = f"missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
         except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
+            problem = str(exc).strip().splitlines()[0]
+        if problem:
             raise BundleError(
-                f"bundle {self.path}: weights do not fit network {card.network.name}: {first}",
+                f"bundle {self.path}: weights do not fit network {card.network.name}: {problem}",
                 "the card's network arguments and the weights come from different exports; re-export the bundle",
-            ) from None
+            )
         return net.eval()
+
+
+def unique_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop names that alias another tensor (e.g. MONAI's DynUNet registers each block twice).
+
+    safetensors stores each tensor once; on load the alias is filled through the shared module.
+    The first name in sorted order is kept.
+    """
+    return {k: v for k, v in sorted(state_dict.items()) if k not in _alias_names(state_dict)}
+
+
+def _alias_names(state_dict: dict[str, torch.Tensor]) -> set[str]:
+    """Names whose tensor shares storage with a name that sorts earlier."""
+    seen: dict[tuple, str] = {}
+    aliases = set()
+    for name, tensor in sorted(state_dict.items()):
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+        if tensor.numel() and key in seen:
+            aliases.add(name)
+        else:
+            seen[key] = name
+    return aliases
 
 
 def _member_bytes(card_document: dict, state_dicts: dict[str, dict[str, torch.Tensor]],
                   extra_files: dict[str, bytes] | None) -> dict[str, bytes]:
     members: dict[str, bytes] = {CARD_FILE: (json.dumps(card_document, indent=2) + "\n").encode("utf-8")}
     for name, sd in state_dicts.items():
-        members[name] = save_safetensors({k: v.detach().contiguous().cpu() for k, v in sd.items()})
+        members[name] = save_safetensors({k: v.detach().contiguous().cpu() for k, v in unique_tensors(sd).items()})
     members.update(extra_files or {})
     members[CHECKSUM_FILE] = "".join(f"{sha256_hex(members[n])}  {n}\n" for n in sorted(members)).encode()
     return members

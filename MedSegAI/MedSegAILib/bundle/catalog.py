@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +87,7 @@ class Catalog:
         matches = [e for e in self.entries() if e.card.id == model_id and (version is None or e.card.version == version)]
         if not matches:
             known = sorted({e.card.id for e in self.entries()})
-            close = [k for k in known if re.sub(r"[^a-z0-9]", "", model_id.lower()) in re.sub(r"[^a-z0-9]", "", k)]
+            close = difflib.get_close_matches(model_id.lower(), known, n=3, cutoff=0.6)
             hint = ("did you mean: " + ", ".join(close)) if close else (
                 "installed models: " + (", ".join(known) or "none") + "; import one with 'medsegai models import'")
             what = f"{model_id} {version}" if version else model_id

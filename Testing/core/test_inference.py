@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+from monai.inferers import sliding_window_inference
+
+from MedSegAILib.bundle.card import InferenceSettings
+from MedSegAILib.errors import Cancelled, ResourceError
+from MedSegAILib.inference import InferenceEngine, count_windows, select_device, window_starts
+from MedSegAILib.progress import CancelToken, ProgressReporter
+
+
+@pytest.mark.parametrize("size, patch, overlap", [
+    ((100, 64, 20), (64, 64, 32), 0.25), ((130, 97, 33), (48, 32, 16), 0.5), ((31, 31, 31), (32, 32, 32), 0.25),
+    ((200, 10, 64), (64, 64, 64), 0.625)])
+def test_window_count_matches_monai(size, patch, overlap):
+    calls = []
+
+    def predictor(x):
+        calls.append(x.shape[0])
+        return x
+
+    sliding_window_inference(torch.zeros(1, 1, *size), patch, 1, predictor, overlap=overlap)
+    assert count_windows(size, patch, overlap) == sum(calls)
+
+
+def test_window_starts_cover_the_axis():
+    starts = window_starts(100, 64, 0.25)
+    assert starts[0] == 0 and starts[-1] + 64 == 100
+
+
+class Constant(torch.nn.Module):
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], 2, *x.shape[2:])
+        out[:, 1] = x[:, 0]
+        return out
+
+
+def test_engine_reports_progress_and_softmax_probabilities():
+    events = []
+    engine = InferenceEngine(Constant(), InferenceSettings((16, 16, 16), 0.25), torch.device("cpu"))
+    image = np.zeros((1, 40, 30, 20), np.float32)
+    image[0, :20] = 5.0
+    prob = engine.predict(image, ProgressReporter(events.append))
+    assert prob.shape == (2, 40, 30, 20)
+    np.testing.assert_allclose(prob.sum(0), 1.0, atol=1e-5)
+    assert (prob[1, :10] > 0.99).all() and np.allclose(prob[1, 30:], 0.5)
+    assert len(events) == engine.total_windows(image.shape[1:])
+
+
+def test_flip_tta_averages_flipped_passes():
+    class LeftBiased(torch.nn.Module):  # votes for class 1 on the first half of x only
+        def forward(self, x):
+            out = torch.zeros(x.shape[0], 2, *x.shape[2:])
+            out[:, 1, : x.shape[2] // 2] = 10.0
+            return out
+
+    settings = InferenceSettings((16, 16, 16), 0.0, "constant", tta_flips=((0,),))
+    image = np.zeros((1, 16, 16, 16), np.float32)
+    plain = InferenceEngine(LeftBiased(), settings, torch.device("cpu")).predict(image)
+    tta = InferenceEngine(LeftBiased(), settings, torch.device("cpu"), use_tta=True).predict(image)
+    assert plain[1, 0, 0, 0] > 0.99 and np.isclose(plain[1, -1, 0, 0], 0.5)
+    np.testing.assert_allclose(tta[1], 0.5 * (plain[1] + plain[1, ::-1]), atol=1e-6)
+
+
+def test_cancel_stops_between_windows():
+    token = CancelToken()
+    seen = []
+
+    def on_progress(event):
+        seen.append(event)
+        if len(seen) == 2:
+            token.cancel()
+
+    engine = InferenceEngine(Constant(), InferenceSettings((8, 8, 8), 0.0), torch.device("cpu"))
+    with pytest.raises(Cancelled):
+        engine.predict(np.zeros((1, 32, 32, 32), np.float32), ProgressReporter(on_progress, token))
+    assert len(seen) == 2  # no window ran after the cancel
+
+
+def test_device_selection():
+    assert select_device("auto").type in ("cpu", "cuda", "mps")
+    assert select_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ResourceError, match="no CUDA device"):
+            select_device("cuda")
+    with pytest.raises(ResourceError, match="unknown device"):
+        select_device("tpu")
+
+
+def test_eta_is_estimated_during_inference():
+    clock = iter(np.arange(0.0, 100.0, 1.0))
+    events = []
+    reporter = ProgressReporter(events.append, clock=lambda: next(clock))
+    reporter.stage("inference")
+    reporter.update(0.25)
+    reporter.update(0.5)
+    assert events[-1].eta_s is not None and 0 < events[-1].eta_s < 10
+    assert events[-1].fraction > events[-2].fraction

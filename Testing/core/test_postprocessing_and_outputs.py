@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import slicerio
+
+from MedSegAILib.bundle.card import Code, PostProcessing, Terminology
+from MedSegAILib.postprocessing import postprocess
+from MedSegAILib.segnrrd import SegmentInfo, seg_nrrd_header, write_seg_nrrd
+from MedSegAILib.terminology import parse_terminology_entry, same_concept, terminology_entry
+
+
+def test_postprocessing_keeps_largest_component_drops_islands_and_fills_holes():
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:10, 2:10, 2:10] = 1  # big component with a hole
+    labels[5, 5, 5] = 0
+    labels[15:17, 15:17, 15:17] = 1  # 8 voxels: second component
+    labels[2:6, 14:18, 2:6] = 2  # 64 voxels
+    labels[18, 2, 18] = 2  # 1-voxel island of label 2
+    labels[4, 4, 4] = 3  # another label inside label 1 must not be overwritten by hole filling
+    specs = {1: PostProcessing(largest_components=1, fill_holes=True), 2: PostProcessing(min_island_ml=0.005)}
+    postprocess(labels, specs, voxel_volume_mm3=1.0)
+    assert labels[5, 5, 5] == 1  # hole filled
+    assert labels[4, 4, 4] == 3  # other label kept
+    assert (labels[15:17, 15:17, 15:17] == 0).all()  # small component of label 1 removed
+    assert labels[18, 2, 18] == 0  # island under 5 voxels (0.005 mL) removed
+    assert (labels[2:6, 14:18, 2:6] == 2).all()
+
+
+def test_island_size_uses_millilitres_of_the_grid():
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[0:2, 0:2, 0:2] = 1  # 8 voxels
+    postprocess(labels, {1: PostProcessing(min_island_ml=0.5)}, voxel_volume_mm3=100.0)  # 0.8 mL: kept
+    assert labels.sum() == 8
+    postprocess(labels, {1: PostProcessing(min_island_ml=0.5)}, voxel_volume_mm3=50.0)  # 0.4 mL: removed
+    assert labels.sum() == 0
+
+
+LUNG_RIGHT = Terminology(Code("SCT", "123037004", "Anatomical Structure"), Code("SCT", "39607008", "Lung"),
+                         Code("SCT", "24028007", "Right"))
+
+
+def test_terminology_entry_has_seven_parts_with_empty_codes():
+    entry = terminology_entry(LUNG_RIGHT)
+    assert entry == ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical "
+                     "Structure~SCT^39607008^Lung~SCT^24028007^Right~Anatomic codes - DICOM master list~^^~^^")
+    parsed = parse_terminology_entry(entry)
+    assert parsed.type.value == "39607008" and parsed.modifier.meaning == "Right"
+    other_context = entry.replace("3D Slicer General Anatomy list", "DICOM master list")
+    assert same_concept(entry, other_context)
+    assert not same_concept(entry, entry.replace("24028007^Right", "7771000^Left"))
+    with pytest.raises(ValueError, match="7 '~'-separated parts"):
+        parse_terminology_entry("a~b")
+
+
+def _segments():
+    return [SegmentInfo(1, "Right lung", "Right lung", (197 / 255, 165 / 255, 145 / 255), terminology_entry(LUNG_RIGHT)),
+            SegmentInfo(2, "Liver", "Liver", (221 / 255, 130 / 255, 101 / 255), terminology_entry(Terminology(
+                Code("SCT", "123037004", "Anatomical Structure"), Code("SCT", "10200004", "Liver"))))]
+
+
+def test_seg_nrrd_reads_back_with_slicerio(tmp_path):
+    labels = np.zeros((12, 14, 16), np.uint8)  # (k, j, i)
+    labels[2:5, 3:9, 4:12] = 1
+    labels[8:11, 1:4, 1:3] = 2
+    m = np.array([[-0.8, 0, 0, 100], [0, -0.9, 0, 50], [0, 0, 2.5, -30], [0, 0, 0, 1.0]])
+    write_seg_nrrd(tmp_path / "s.seg.nrrd", labels, m, _segments())
+    seg = slicerio.read_segmentation(str(tmp_path / "s.seg.nrrd"))
+    np.testing.assert_array_equal(seg["voxels"], labels.transpose(2, 1, 0))
+    np.testing.assert_allclose(seg["ijkToLPS"], np.diag([-1, -1, 1, 1]) @ m)
+    by_name = {s["name"]: s for s in seg["segments"]}
+    assert by_name["Right lung"]["labelValue"] == 1 and by_name["Liver"]["labelValue"] == 2
+    np.testing.assert_allclose(by_name["Liver"]["color"], [221 / 255, 130 / 255, 101 / 255], atol=1e-5)
+    term = by_name["Right lung"]["terminology"]
+    assert term["type"] == ["SCT", "39607008", "Lung"] and term["typeModifier"] == ["SCT", "24028007", "Right"]
+    assert term["contextName"] == "Segmentation category and type - 3D Slicer General Anatomy list"
+
+
+def test_seg_nrrd_header_has_slicer_keys():
+    labels = np.zeros((4, 5, 6), np.uint8)
+    labels[1:3, 1:4, 2:5] = 1
+    header = seg_nrrd_header(labels, np.eye(4), _segments()[:1])
+    keys = dict(line.split(":=", 1) for line in header.splitlines() if ":=" in line)
+    assert keys["Segmentation_MasterRepresentation"] == "Binary labelmap"
+    assert keys["Segmentation_ContainedRepresentationNames"] == "Binary labelmap|"
+    assert keys["Segmentation_ReferenceImageExtentOffset"] == "0 0 0"
+    assert keys["Segment0_Extent"] == "2 4 1 3 1 2"
+    assert keys["Segment0_Tags"].endswith("|") and "TerminologyEntry:Segmentation category" in keys["Segment0_Tags"]
+    assert "Reference image geometry|-1;0;0;0;0;-1;0;0;0;0;1;0;0;0;0;1;0;5;0;4;0;3;|" not in keys[
+        "Segmentation_ConversionParameters"]  # RAS, not LPS
+    assert "Reference image geometry|1;0;0;0;0;1;0;0;0;0;1;0;0;0;0;1;0;5;0;4;0;3;|" in keys[
+        "Segmentation_ConversionParameters"]
+    assert list(keys) == sorted(keys)
+    assert "space: left-posterior-superior" in header and "space directions: (-1,0,0) (0,-1,0) (0,0,1)" in header
+
+
+def test_uint16_label_maps_are_little_endian_and_int64_is_refused(tmp_path):
+    labels = np.zeros((3, 3, 3), np.uint16)
+    labels[1, 1, 1] = 300
+    seg = [SegmentInfo(300, "x", "x", (1, 0, 0), terminology_entry(LUNG_RIGHT))]
+    write_seg_nrrd(tmp_path / "u16.seg.nrrd", labels, np.eye(4), seg)
+    assert slicerio.read_segmentation(str(tmp_path / "u16.seg.nrrd"))["voxels"][1, 1, 1] == 300
+    with pytest.raises(ValueError, match="int64"):
+        write_seg_nrrd(tmp_path / "bad.seg.nrrd", labels.astype(np.int64), np.eye(4), seg)
+    assert not (tmp_path / "bad.seg.nrrd").exists()

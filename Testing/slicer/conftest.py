@@ -1,0 +1,3 @@
+import sys
+import pytest
+pytest.importorskip("nonexistent_xyz_mod")
