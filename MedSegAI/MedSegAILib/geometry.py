@@ -186,3 +186,15 @@ def ras_box_to_ijk_slices(grid: Grid, ras_min, ras_max) -> tuple[np.ndarray, np.
     start = np.clip(np.ceil(ijk.min(axis=0) - 1e-6), 0, grid.size_ijk).astype(int)
     stop = np.clip(np.floor(ijk.max(axis=0) + 1e-6) + 1, 0, grid.size_ijk).astype(int)
     return start, stop
+
+
+def voxel_centres_in_ras_box(grid: Grid, ras_min, ras_max) -> np.ndarray:
+    """Boolean ``(k, j, i)`` mask of the voxels whose centres lie inside the axis-aligned RAS box."""
+    lo, hi = np.minimum(ras_min, ras_max), np.maximum(ras_min, ras_max)
+    inside = np.ones(grid.shape, dtype=bool)
+    k, j, i = np.ogrid[: grid.shape[0], : grid.shape[1], : grid.shape[2]]
+    for axis in range(3):
+        row = grid.ijk_to_ras[axis]
+        coordinate = row[0] * i + row[1] * j + row[2] * k + row[3]
+        inside &= (coordinate >= lo[axis] - 1e-6) & (coordinate <= hi[axis] + 1e-6)
+    return inside

@@ -94,8 +94,35 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
         raise InputImageError(f"no DICOM series in folder {folder}", "point to a folder holding one DICOM series")
     # The series with the most slices is the volume; localizers and scouts have few files.
     files = max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
+    _check_slice_spacing(folder, files)
     reader.SetFileNames(files)
     return reader.Execute()
+
+
+def _check_slice_spacing(folder: Path, files) -> None:
+    """Refuse series with missing slices or variable slice spacing: stacking them on a regular
+    grid would silently misplace anatomy (ITK only warns)."""
+    if len(files) < 3:
+        return
+    positions = []
+    normal = None
+    for name in files:
+        header = sitk.ImageFileReader()
+        header.SetFileName(name)
+        header.ReadImageInformation()
+        if not (header.HasMetaDataKey("0020|0032") and header.HasMetaDataKey("0020|0037")):
+            return
+        if normal is None:
+            row_col = np.array([float(v) for v in header.GetMetaData("0020|0037").split("\\")])
+            normal = np.cross(row_col[:3], row_col[3:])
+        positions.append(float(np.dot(normal, [float(v) for v in header.GetMetaData("0020|0032").split("\\")])))
+    gaps = np.diff(np.sort(positions))
+    if gaps.min() <= 1e-3 or (gaps.max() - gaps.min()) > 0.01 * max(gaps.mean(), 1e-6) + 1e-3:
+        raise InputImageError(
+            f"DICOM series in {folder} has uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm; "
+            "missing or duplicate slices?)",
+            "check that the folder holds one complete series; re-export it from PACS if slices are missing",
+        )
 
 
 def _checked_volume(image: sitk.Image, path: Path, allow_vector: bool) -> Volume:

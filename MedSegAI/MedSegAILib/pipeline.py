@@ -15,7 +15,7 @@ import torch
 from .applicability import check_applicability
 from .bundle import Bundle, Label, ModelCard
 from .errors import EmptyResultError, InputImageError, ResourceError
-from .geometry import crop_grid, ras_box_to_ijk_slices
+from .geometry import crop_grid, ras_box_to_ijk_slices, voxel_centres_in_ras_box
 from .image import Volume
 from .inference import InferenceEngine, select_device
 from .postprocessing import postprocess
@@ -149,6 +149,8 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
     dropped = [label.value for label in card.labels if label not in keep]
     if dropped:
         labels[np.isin(labels, dropped)] = 0
+    if roi is not None:  # the crop is the box's bounding box in voxels; oblique grids stick out of it
+        labels[~voxel_centres_in_ras_box(work_inputs[0].grid, *options.roi_ras)] = 0
     voxel_mm3 = float(np.prod(work_inputs[0].spacing))
     postprocess(labels, {label.value: label.postprocessing for label in keep}, voxel_mm3)
     if roi is not None:

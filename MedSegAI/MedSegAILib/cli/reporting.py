@@ -37,9 +37,7 @@ class Reporter:
             self.out.flush()
 
     def say(self, text: str) -> None:
-        """A line for people (stderr in every mode but none)."""
-        if self.mode == "none":
-            return
+        """A line for people, on stderr in every mode (``none`` only hides the progress bar)."""
         self._close_bar()
         self.err.write(text + "\n")
         self.err.flush()

@@ -102,7 +102,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
-    p.add_argument("--roi", help="segment only inside this RAS box: R1,A1,S1,R2,A2,S2 (mm)")
+    p.add_argument("--roi", help="segment only inside this RAS box (mm): --roi=R1,A1,S1,R2,A2,S2")
     p.add_argument("--labels", help="comma-separated label names to keep (default: all)")
     p.add_argument("--fast", action="store_true", help="use the model's fast, low-resolution variant")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (slower)")
