@@ -38,6 +38,8 @@ class SegmentationOptions:
         tta: flip test-time augmentation when the card defines flips (slower, a little smoother).
         force: run even when the card says to refuse such inputs.
         allow_empty: an empty result is returned instead of raising :class:`EmptyResultError`.
+        memory_limit_bytes: refuse jobs estimated to need more host memory than this (shared
+            servers); the free memory of the machine is always a limit too.
     """
 
     device: str = "auto"
@@ -48,6 +50,7 @@ class SegmentationOptions:
     tta: bool = False
     force: bool = False
     allow_empty: bool = False
+    memory_limit_bytes: int | None = None
 
 
 @dataclass
@@ -113,8 +116,10 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
     device = select_device(options.device)
     flips = 1 + (len(card.inference.tta_flips) if options.tta else 0)
     needed = estimate_peak_bytes(plan.model_grid.size_ijk, card.num_classes, len(card.inputs), flips)
-    available = psutil.virtual_memory().available
-    if needed > 0.9 * available:
+    available = int(0.9 * psutil.virtual_memory().available)
+    if options.memory_limit_bytes is not None:
+        available = min(available, options.memory_limit_bytes)
+    if needed > available:
         raise ResourceError(
             f"this volume needs about {needed / 2**30:.1f} GiB of memory at the model's resolution, "
             f"{available / 2**30:.1f} GiB are free",

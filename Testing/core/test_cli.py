@@ -245,3 +245,42 @@ def _image(path: Path, array: np.ndarray, vector: bool = False) -> Path:
 def _empty_dir(path: Path) -> Path:
     path.mkdir(parents=True)
     return path
+
+
+def test_volume_too_large_for_memory_is_refused_before_running(tmp_path, models_dir, ct_file):
+    code, _, err = run_cli(*segment_args(models_dir, ct_file, "-m", "test-window", "-o", tmp_path / "o",
+                                         "--max-memory-gb", "0.0001"))
+    assert code == 2 and "needs about" in err and "--roi" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_sigterm_cancels_cleanly_with_no_partial_output(tmp_path):
+    """A slow model in a child process: SIGTERM stops it between windows, exit code 130, no files."""
+    script = tmp_path / "slow_cli.py"
+    script.write_text(
+        "import sys, time, torch\n"
+        "from MedSegAILib.networks import register_network\n"
+        "class Slow(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.register_buffer('w', torch.zeros(1))\n"
+        "    def forward(self, x):\n"
+        "        time.sleep(0.2); return torch.zeros(x.shape[0], 2, *x.shape[2:])\n"
+        "register_network('slow')(lambda in_channels=1, out_channels=2: Slow())\n"
+        "from MedSegAILib.cli import main\n"
+        "sys.exit(main())\n")
+    card = make_card(id="slow", network={"name": "slow", "args": {}}, inference={"patch_size": [8, 8, 8], "overlap": 0.0})
+    models = tmp_path / "models"
+    import torch
+
+    write_bundle(models / "slow", card, {"weights.safetensors": {"w": torch.zeros(1)}})
+    ct = write_volume(Volume(np.full((64, 64, 64), -1000, np.int16), np.eye(4)), tmp_path / "ct.nii.gz")
+    proc = subprocess.Popen([sys.executable, str(script), "--models-dir", str(models), "--progress", "json", "segment",
+                             str(ct), "-m", "slow", "-o", str(tmp_path / "o")], stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if json.loads(line).get("stage") == "inference" and json.loads(line)["fraction"] > 0.15:
+            proc.terminate()
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=30) == 130
+    assert '"event": "cancelled"' in rest
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from .. import __version__
@@ -58,15 +59,20 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
 
 
 def _install_cancel_handlers(cancel: CancelToken) -> dict:
-    """SIGTERM/SIGINT request a clean stop between sliding windows (no partial files)."""
-    import threading
-
+    """SIGTERM/SIGINT request a clean stop between sliding windows (no partial files); a second
+    signal stops at once."""
     if threading.current_thread() is not threading.main_thread():
         return {}
+
+    def handler(signum, frame):
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+
     previous = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.getsignal(sig)
-        signal.signal(sig, lambda *_: cancel.cancel())
+        signal.signal(sig, handler)
     return previous
 
 

@@ -113,6 +113,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing", type=float, default=0.5, help="surface smoothing factor 0-1 (Slicer's default 0.5)")
     p.add_argument("--no-measurements", action="store_true", help="skip the measurement table")
     p.add_argument("--shard", help="i/n: process every n-th case starting at i (cluster array jobs)")
+    p.add_argument("--max-memory-gb", type=float, help="refuse cases estimated to need more host memory than this")
 
 
 def run(args: argparse.Namespace, catalog, reporter: Reporter, cancel: CancelToken) -> int:
@@ -125,7 +126,8 @@ def run(args: argparse.Namespace, catalog, reporter: Reporter, cancel: CancelTok
     options = SegmentationOptions(
         device=args.device, threads=args.threads, variant="fast" if args.fast else None, roi_ras=parse_roi(args.roi),
         labels=[x.strip() for x in args.labels.split(",")] if args.labels else None, tta=args.tta, force=args.force,
-        allow_empty=args.allow_empty)
+        allow_empty=args.allow_empty,
+        memory_limit_bytes=int(args.max_memory_gb * 2**30) if args.max_memory_gb else None)
     outputs = OutputOptions(nifti=args.nifti, surfaces=surfaces, measurements=not args.no_measurements,
                             smoothing=args.smoothing)
     index, count = parse_shard(args.shard)
@@ -136,9 +138,10 @@ def run(args: argparse.Namespace, catalog, reporter: Reporter, cancel: CancelTok
         reporter.case = case.name
         start = time.perf_counter()
         try:
-            volumes = [read_volume(p) for p in case.inputs]
-            progress = ProgressReporter(reporter.progress, cancel)
             reporter.emit("start", model=card.id, version=card.version, device=options.device)
+            progress = ProgressReporter(reporter.progress, cancel)
+            progress.stage("load", "reading the input")
+            volumes = [read_volume(p) for p in case.inputs]
             result = segment(volumes, bundle, options, progress)
             progress.stage("write", "writing outputs")
             for w in result.warnings:

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import vtk
+
+from MedSegAILib.geometry import compose_ijk_to_ras
+from MedSegAILib.measurements import intensity_statistics, max_diameter, measure, measurements_csv
+from MedSegAILib.surfaces import SurfaceParameters, label_surface, surface_area_volume, write_surface
+
+from conftest import rotation
+
+
+def sphere(radius_mm=8.0, spacing=(0.8, 0.9, 2.5), direction=np.eye(3), shape=(20, 40, 40)):
+    m = compose_ijk_to_ras(spacing, direction, (100.0, 50.0, -30.0))
+    k, j, i = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    centre_ijk = (np.asarray(shape[::-1]) - 1) / 2
+    offsets = np.stack([i, j, k], -1) - centre_ijk
+    ras = offsets @ (m[:3, :3].T)
+    labels = (np.linalg.norm(ras, axis=-1) <= radius_mm).astype(np.uint8)
+    centre_ras = m[:3, :3] @ centre_ijk + m[:3, 3]
+    return labels, m, centre_ras
+
+
+@pytest.mark.parametrize("direction", [np.diag([-1.0, -1.0, 1.0]), rotation(1, 25) @ rotation(2, -15)])
+def test_sphere_measurements_match_geometry(direction):
+    labels, m, centre = sphere(direction=direction)
+    image = np.where(labels == 1, 40.0, -1000.0)
+    row = measure(labels, m, {1: "sphere"}, image)[0]
+    analytic_volume = 4 / 3 * np.pi * 8 ** 3
+    assert row.volume_mm3 == pytest.approx(labels.sum() * 0.8 * 0.9 * 2.5)
+    assert row.volume_ml == pytest.approx(row.volume_mm3 / 1000)
+    assert row.volume_mm3 == pytest.approx(analytic_volume, rel=0.05)
+    assert row.surface_volume_mm3 == pytest.approx(analytic_volume, rel=0.06)
+    assert row.surface_area_mm2 == pytest.approx(4 * np.pi * 64, rel=0.06)
+    np.testing.assert_allclose(row.centroid_ras, centre, atol=0.3)
+    assert row.max_diameter_mm == pytest.approx(16.0, abs=1.6)
+    np.testing.assert_allclose(row.bbox_ras_min, centre - 8, atol=1.5)
+    assert row.intensity["mean"] == 40.0 and row.intensity["p95"] == 40.0
+    assert "centroid_ras_R" in measurements_csv([row]).splitlines()[0]
+
+
+def test_surface_is_in_ras_and_smoothing_changes_it():
+    labels, m, centre = sphere(spacing=(1.0, 1.0, 1.0), direction=np.diag([-1.0, -1.0, 1.0]))
+    rough = label_surface(labels, m, 1, SurfaceParameters(smoothing_factor=0.0))
+    smooth = label_surface(labels, m, 1)
+    pts = np.array([rough.GetPoint(n) for n in range(rough.GetNumberOfPoints())])
+    np.testing.assert_allclose(pts.mean(0), centre, atol=0.2)
+    assert surface_area_volume(smooth)[0] < surface_area_volume(rough)[0]  # smoothing removes staircase area
+    assert label_surface(labels, m, 2).GetNumberOfPoints() == 0
+
+
+def test_label_touching_the_border_gives_a_closed_surface():
+    labels = np.zeros((5, 6, 7), np.uint8)
+    labels[0:3, 0:6, 2:5] = 1
+    poly = label_surface(labels, np.eye(4), 1, SurfaceParameters(smoothing_factor=0.0))
+    edges = vtk.vtkFeatureEdges()
+    edges.SetInputData(poly)
+    edges.BoundaryEdgesOn()
+    edges.FeatureEdgesOff()
+    edges.NonManifoldEdgesOff()
+    edges.ManifoldEdgesOff()
+    edges.Update()
+    assert edges.GetOutput().GetNumberOfCells() == 0  # watertight
+    assert surface_area_volume(poly)[1] == pytest.approx(labels.sum(), rel=0.15)
+
+
+def test_surface_files_are_lps_stl_and_obj(tmp_path):
+    labels, m, centre = sphere(spacing=(1.0, 1.0, 1.0))
+    poly = label_surface(labels, m, 1)
+    for suffix in ("stl", "obj"):
+        path = write_surface(poly, tmp_path / f"s.{suffix}")
+        reader = vtk.vtkSTLReader() if suffix == "stl" else vtk.vtkOBJReader()
+        reader.SetFileName(str(path))
+        reader.Update()
+        read = reader.GetOutput()
+        pts = np.array([read.GetPoint(n) for n in range(read.GetNumberOfPoints())])
+        np.testing.assert_allclose(pts.mean(0), centre * [-1, -1, 1], atol=0.3)
+    assert (tmp_path / "s.obj").read_text().startswith("# SPACE=LPS")
+
+
+def test_max_diameter_and_intensity_statistics_helpers():
+    points = np.array([[0, 0, 0], [3, 4, 0], [1, 1, 1], [0, 0, 12.0], [1, 0, 0]])
+    assert max_diameter(points) == pytest.approx(13.0)
+    assert max_diameter(np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0.0]])) == pytest.approx(2.0)  # degenerate hull
+    stats = intensity_statistics(np.arange(101))
+    assert stats["median"] == 50 and stats["p05"] == 5 and stats["min"] == 0
+    assert intensity_statistics(np.array([])) == {}
