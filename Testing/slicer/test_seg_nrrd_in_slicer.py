@@ -93,7 +93,7 @@ def test_header_matches_slicer_writer(written, slicer_scene, tmp_path):
     (our_m, our_extent), (their_m, their_extent) = (sh.parse_reference_geometry(p.pop(sh.REFERENCE_GEOMETRY))
                                                     for p in (our_params, their_params))
     assert our_extent == their_extent
-    np.testing.assert_allclose(our_m, their_m, atol=1e-5)  # Slicer prints 6 significant digits
+    np.testing.assert_allclose(our_m, their_m, rtol=0, atol=1e-12)
     assert our_params == their_params
 
 
