@@ -75,8 +75,12 @@ def editor_logic_functions(editor_logic) -> tuple[Callable, Callable]:
     """``modify`` and ``save_state`` backed by ``vtkSlicerSegmentEditorLogic`` (not per segment,
     masking applied)."""
 
+    cls = type(editor_logic)
+    modes = {0: cls.ModificationModeSet, 1: cls.ModificationModeAdd, 2: cls.ModificationModeRemove,
+             3: cls.ModificationModeRemoveAll}
+
     def modify(segmentation_node, segment_id, labelmap, mode):
-        editor_logic.ModifySegmentByLabelmap(segmentation_node, segment_id, labelmap, mode, False, False)
+        editor_logic.ModifySegmentByLabelmap(segmentation_node, segment_id, labelmap, modes[mode], False, False)
 
     return modify, editor_logic.SaveStateForUndo
 
