@@ -1,8 +1,9 @@
 """Tier B: MedSegAI checked against 3D Slicer's own libraries (the slicer-core wheel), headless.
 
-Every test module here imports ``slicer_helpers`` first, which skips the module when slicer-core
-is missing; this file imports nothing from slicer-core at module level, so that even
-``pytest Testing/slicer`` reports skips instead of failing to start.
+Every test module here imports ``slicer_helpers``, which skips the module when slicer-core is
+missing. This file imports nothing from slicer-core at module level (a skip raised while pytest
+loads the conftest of a folder named on the command line stops the whole run), so
+``pytest Testing/slicer`` without slicer-core reports skips. All tests here are marked ``slicer``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ def pytest_configure(config):
     shared = config.pluginmanager.get_plugin(str(REPO / "Testing" / "conftest.py"))
     assert shared is not None, "Testing/conftest.py was not loaded"
     sys.modules.setdefault("testing_conftest", shared)
+    # import slicer-core before any test module does, the safe way (see slicer_helpers)
+    try:
+        import slicer_helpers  # noqa: F401
+    except pytest.skip.Exception:
+        pass
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,37 @@ Conventions as in MedSegAI: label arrays are ``(k, j, i)``, grids are 4x4 IJK->R
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install -e '.[test]')")
+
+def _import_slicer_core():
+    """``import slicer`` with Testing/ hidden from sys.path.
+
+    slicer-core's ``slicer`` meta-package extends its ``__path__`` with every folder named
+    ``slicer`` under a sys.path entry and imports each module in them into its namespace. pytest
+    puts Testing/ on sys.path (for Testing/conftest.py), which makes *this* folder such a folder:
+    ``import slicer`` would then import every test module here as ``slicer.<name>``, and fail on
+    the circular import of this module. Importing it once with Testing/ hidden avoids that; later
+    imports get the cached module.
+    """
+    testing = Path(__file__).resolve().parents[1]
+    saved = sys.path[:]
+    sys.path[:] = [p for p in saved if Path(p or ".").resolve() != testing]
+    try:
+        return pytest.importorskip("slicer", reason="needs slicer-core (pip install -e '.[test]')")
+    finally:
+        sys.path[:] = saved
+
+
+slicer = _import_slicer_core()
 import vtk  # noqa: E402  (after the skip: slicer-core brings the VTK build it needs)
+
+from testing_conftest import asymmetric_structure, ras_of_voxels  # noqa: E402  (set up by conftest.py)
 
 TERMINOLOGY_TAG = "TerminologyEntry"
 STATUS_TAG = "Segmentation.Status"
@@ -54,10 +78,6 @@ def vtk_matrix(m) -> vtk.vtkMatrix4x4:
     vm = vtk.vtkMatrix4x4()
     vm.DeepCopy(np.asarray(m, dtype=float).ravel().tolist())
     return vm
-
-
-def numpy_matrix(vm: vtk.vtkMatrix4x4) -> np.ndarray:
-    return np.array([[vm.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
 def parse_reference_geometry(text: str) -> tuple[np.ndarray, list[int]]:
@@ -169,6 +189,11 @@ def closed_surfaces(seg_node, smoothing: float = 0.5, decimation: float = 0.0) -
     return result
 
 
+def point_array_names(poly) -> list:
+    data = poly.GetPointData()
+    return [data.GetArrayName(n) for n in range(data.GetNumberOfArrays())]
+
+
 def mass_properties(poly) -> tuple[float, float]:
     """(surface area mm², volume mm³), as Slicer's Segment Statistics computes them."""
     props = vtk.vtkMassProperties()
@@ -177,26 +202,38 @@ def mass_properties(poly) -> tuple[float, float]:
     return props.GetSurfaceArea(), props.GetVolume()
 
 
-def itk_centroid(seg_node, segment_id) -> np.ndarray:
-    """RAS centroid of a segment from vtkITKLabelShapeStatistics, set up as in Slicer's
-    LabelmapSegmentStatisticsPlugin (image origin/spacing plus the direction matrix)."""
+def labelmap_statistics(seg_node, segment_id) -> SimpleNamespace:
+    """Voxel count, volume (mm³) and RAS centroid of a segment, computed as Slicer's Segment
+    Statistics (LabelmapSegmentStatisticsPlugin) does: vtkImageAccumulate over the segment's binary
+    labelmap, voxel volume = product of its spacing, centroid from vtkITKLabelShapeStatistics on the
+    image (origin, spacing) with the direction matrix set."""
     image = slicer.vtkOrientedImageData()
     seg_node.GetBinaryLabelmapRepresentation(segment_id, image)
+    stencil = vtk.vtkImageToImageStencil()
+    stencil.SetInputData(image)
+    stencil.ThresholdByUpper(1)
+    stencil.Update()
+    accumulate = vtk.vtkImageAccumulate()
+    accumulate.SetInputData(image)
+    accumulate.SetStencilData(stencil.GetOutput())
+    accumulate.Update()
     directions = vtk.vtkMatrix4x4()
     image.GetDirectionMatrix(directions)
-    stats = slicer.vtkITKLabelShapeStatistics()
-    stats.SetInputData(image)
-    stats.SetDirections(directions)
-    stats.Update()
-    table = stats.GetOutput()
-    assert table.GetNumberOfRows() == 1, "one label (1) expected in a segment's binary labelmap"
-    return np.array(table.GetColumnByName("Centroid").GetTuple3(0))
+    shape = slicer.vtkITKLabelShapeStatistics()
+    shape.SetInputData(image)
+    shape.SetDirections(directions)
+    shape.Update()
+    table = shape.GetOutput()
+    assert table.GetNumberOfRows() == 1, "a segment's binary labelmap holds one label (1)"
+    return SimpleNamespace(voxel_count=accumulate.GetVoxelCount(),
+                           volume_mm3=accumulate.GetVoxelCount() * float(np.prod(image.GetSpacing())),
+                           centroid_ras=np.array(table.GetColumnByName("Centroid").GetTuple3(0)))
 
 
 # ----------------------------------------------------------------------------- files and terminology
 def nrrd_header(path) -> dict[str, str]:
     """Header fields (``key: value``) and key/value pairs (``key:=value``) of a NRRD file."""
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     fields = {}
     for line in data[: data.index(b"\n\n")].decode("utf-8").splitlines()[1:]:
         if line.startswith("#"):
@@ -229,8 +266,6 @@ def recommended_terminology(h, entry: str):
 # ----------------------------------------------------------------------------- label maps
 def ball(volume, radius_mm: float, centre_ijk) -> np.ndarray:
     """Voxels whose centre lies within ``radius_mm`` of the centre of voxel ``centre_ijk``."""
-    from testing_conftest import ras_of_voxels
-
     centre = (volume.ijk_to_ras @ np.r_[np.asarray(centre_ijk, float), 1.0])[:3]
     return ((ras_of_voxels(volume) - centre) ** 2).sum(axis=-1) <= radius_mm ** 2
 
@@ -238,8 +273,6 @@ def ball(volume, radius_mm: float, centre_ijk) -> np.ndarray:
 def organs(volume) -> np.ndarray:
     """uint8 label map with labels 1 (L-shaped, no mirror symmetry), 3 (box) and 7 (a corner
     block touching three faces of the volume)."""
-    from testing_conftest import asymmetric_structure
-
     labels = np.zeros(volume.array.shape, np.uint8)
     labels[2:6, 3:9, 20:31] = 3
     labels[asymmetric_structure(volume)] = 1

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import slicer_helpers as sh
-from MedSegAILib.surfaces import SurfaceParameters, label_surface, surface_area_volume
+from MedSegAILib.surfaces import SurfaceParameters, label_surface, surface_area_volume, surface_points
 from testing_conftest import volume_on
 
 pytestmark = pytest.mark.slicer
@@ -68,6 +68,8 @@ def test_surface_equals_slicers_closed_surface(slicer_scene, case, params):
                (their_poly.GetNumberOfPoints(), their_poly.GetNumberOfPolys()), f"label {label}"
         np.testing.assert_allclose(surface_area_volume(our_poly), sh.mass_properties(their_poly), rtol=1e-6,
                                    err_msg=f"label {label}: (area mm², volume mm³)")
+        # the same pipeline gives the same points in the same order
+        np.testing.assert_allclose(surface_points(our_poly), surface_points(their_poly), rtol=0, atol=1e-9)
 
 
 def test_sphere_reference_numbers(slicer_scene):
@@ -81,3 +83,13 @@ def test_sphere_reference_numbers(slicer_scene):
         area, volume = surface_area_volume(poly)
         assert volume == pytest.approx(2063.5636, abs=1e-4)
         assert area == pytest.approx(789.3449, abs=1e-4)
+
+
+def test_surface_point_data_is_slicers(slicer_scene):
+    """Slicer's closed surfaces carry only the "Normals" point array: the conversion rule removes
+    the label image's scalars ("ImageScalars") that flying edges copies onto the points."""
+    labels, ijk_to_ras = sphere("oblique")
+    (theirs,) = sh.closed_surfaces(sh.import_label_map(slicer_scene, labels, ijk_to_ras)).values()
+    ours = label_surface(labels, ijk_to_ras, 1)
+    assert sh.point_array_names(theirs) == ["Normals"]
+    assert sh.point_array_names(ours) == sh.point_array_names(theirs)

@@ -1,0 +1,298 @@
+"""Recipe of the shipped demo model ``medsegai-ct-chest-demo``: lungs, ribs and spine on chest CT.
+
+Smoke scale, on purpose: the only chest CT with labels available from a package registry is
+slicerio's ``CTChest4`` (3D Slicer's CTChest sample downsampled to 128 x 128 x 34 voxels of
+3.05 x 3.05 x 10 mm) with its 7-segment ``Segmentation.seg.nrrd``. One subject cannot give a
+model that generalises, nor a held-out evaluation; the bundle exists so that the demo and the
+format are exercised end to end with a real network on a real CT. The card says so.
+
+Run from the repository root (about 10-15 minutes on 2 CPU cores)::
+
+    PYTHONPATH=training .venv/bin/python -m medsegai_training.ct_chest_demo \\
+        --out MedSegAI/Resources/Models/medsegai-ct-chest-demo-0.1.0 --overwrite
+
+``--resume`` continues from the newest checkpoint in ``--work-dir`` (default
+``.cache/training/ct-chest-demo``, ignored by git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from MedSegAILib.bundle import parse_card
+from MedSegAILib.pipeline import physical_cores
+
+from .data import CaseSource, LabelMapping, load_case, read_label_map
+from .evaluation import evaluate_case
+from .export import (DICOM_MASTER_CONTEXT, GENERAL_ANATOMY_CONTEXT, bundle_size_bytes, export_bundle,
+                     hardware_summary, label_entry, sha256_file, software_versions)
+from .trainer import TrainConfig, Trainer, TrainingError, with_overrides
+
+BUNDLE_ID = "medsegai-ct-chest-demo"
+BUNDLE_VERSION = "0.1.0"
+SLICERIO_VERSION = "1.4.0"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_WORK_DIR = REPO_ROOT / ".cache" / "training" / "ct-chest-demo"
+DEFAULT_ITERATIONS = 400
+
+
+@dataclass(frozen=True)
+class LabelRecipe:
+    """A model label: where its voxels come from in the source ``.seg.nrrd`` (segments found by
+    their SNOMED CT type and type modifier, not by position) and what the card says about it."""
+
+    value: int
+    name: str
+    sources: tuple[tuple[str, str | None], ...]  # (type code value, type modifier code value)
+    type_code: tuple[str, str, str]
+    modifier: tuple[str, str, str] | None
+    context: str
+    color: tuple[int, int, int]
+    postprocessing: dict
+
+
+# Codes and colours: 3D Slicer's General Anatomy terminology list
+# (SegmentationCategoryTypeModifier-SlicerGeneralAnatomy.term.json, recommendedDisplayRGBValue).
+# That list has no whole "vertebral column" / "spinal column" type (only cervical, thoracic and
+# lumbar spine), so the merged label uses SCT 421060004 "Spine" from the DICOM master list, which
+# carries no recommended colour: it takes the General Anatomy thoracic-spine colour.
+LABELS = (
+    LabelRecipe(1, "right lung", (("39607008", "24028007"),), ("SCT", "39607008", "Lung"),
+                ("SCT", "24028007", "Right"), GENERAL_ANATOMY_CONTEXT, (197, 165, 145),
+                {"largest_components": 1, "fill_holes": True}),
+    LabelRecipe(2, "left lung", (("39607008", "7771000"),), ("SCT", "39607008", "Lung"),
+                ("SCT", "7771000", "Left"), GENERAL_ANATOMY_CONTEXT, (197, 165, 145),
+                {"largest_components": 1, "fill_holes": True}),
+    LabelRecipe(3, "ribs", (("113197003", None),), ("SCT", "113197003", "Rib"), None, GENERAL_ANATOMY_CONTEXT,
+                (253, 232, 158), {"min_island_ml": 0.5}),
+    LabelRecipe(4, "vertebral column", (("122494005", None), ("122495006", None), ("122496007", None)),
+                ("SCT", "421060004", "Spine"), None, DICOM_MASTER_CONTEXT, (226, 202, 134), {"min_island_ml": 1.0}),
+)
+
+NETWORK = {
+    "name": "unet",
+    "args": {"in_channels": 1, "out_channels": len(LABELS) + 1, "filters": [16, 32, 64, 128],
+             # no downsampling along z at the first level: slices are 10 mm apart
+             "strides": [[1, 1, 1], [2, 2, 1], [2, 2, 2], [2, 2, 2]]},
+}
+PATCH_SIZE = (96, 96, 16)
+PREPROCESSING = {
+    "orientation": "RAS",
+    "target_spacing": [3.046875, 3.046875, 10.0],  # CTChest4's own spacing: it is not resampled
+    "interpolation": "linear",
+    "normalization": {"type": "ct_window", "window": [-1000, 1000]},
+}
+TRAIN_CONFIG = TrainConfig(iterations=DEFAULT_ITERATIONS, batch_size=2, patch_size=PATCH_SIZE, learning_rate=2e-3,
+                           weight_decay=1e-4, warmup_iterations=30, min_lr_ratio=0.02, foreground_fraction=0.67,
+                           seed=0, checkpoint_every=50)
+
+DESCRIPTION = (
+    "Smoke-scale demonstration model: segments the right lung, left lung, ribs and vertebral column on chest CT. "
+    "A compact 3D U-Net (MONAI DynUNet, 4 levels, 16-128 filters) trained on ONE downsampled chest CT "
+    "(3D Slicer's CTChest sample as shipped in slicerio 1.4.0: 128 x 128 x 34 voxels of 3.05 x 3.05 x 10 mm). "
+    "It exists to demonstrate MedSegAI end to end with a real network on a real CT; it is not a usable "
+    "segmentation model.")
+INTENDED_USE = (
+    "Demonstration and software testing only: the README demo, the Slicer module and CLI walk-through, and tests "
+    "of the bundle format and pipeline. NOT for clinical use, diagnosis, treatment planning or research "
+    "measurements.")
+LIMITATIONS = (
+    "Trained on a single subject, downsampled to 3 x 3 x 10 mm voxels, whose reference labels are of undocumented "
+    "(apparently semi-automatic) origin; the merged vertebral column label contains cervical, thoracic and lumbar "
+    "vertebrae of that reference. No held-out evaluation exists: the only Dice values reported are measured on the "
+    "training subject itself (a fit check showing the pipeline works, not an accuracy estimate). Expect poor results "
+    "on any other scan, especially thin-slice, contrast-enhanced, paediatric or pathological ones; inputs are "
+    "resampled to 3.05 x 3.05 x 10 mm and results are coarse. No test-time flips (left and right lungs are distinct "
+    "labels).")
+
+
+def slicerio_data_dir() -> Path:
+    import slicerio
+
+    return Path(slicerio.__file__).resolve().parent / "data"
+
+
+def slicerio_version() -> str:
+    from importlib.metadata import version
+
+    return version("slicerio")
+
+
+def card_document(training: dict | None = None, metrics: list | None = None, timings: dict | None = None) -> dict:
+    """The full model card; provenance, metrics and timings are added once they are measured."""
+    card = {
+        "format_version": 1,
+        "id": BUNDLE_ID,
+        "version": BUNDLE_VERSION,
+        "title": "CT chest demo: lungs, ribs, spine (smoke-scale, one training subject)",
+        "description": DESCRIPTION,
+        "intended_use": INTENDED_USE,
+        "limitations": LIMITATIONS,
+        "authors": ["MedSegAI contributors"],
+        "modality": "CT",
+        "inputs": [{"name": "CT", "modality": "CT", "name_pattern": "ct|chest|thorax",
+                    "description": "chest CT in Hounsfield units"}],
+        "labels": [label_entry(x.value, x.name, x.color, x.type_code, x.modifier, context=x.context,
+                               postprocessing=x.postprocessing) for x in LABELS],
+        "network": NETWORK,
+        "preprocessing": PREPROCESSING,
+        "inference": {"patch_size": list(PATCH_SIZE), "overlap": 0.25, "blending": "gaussian", "sw_batch_size": 1},
+        "applicability": {"spacing_mm": [2.5, 10.5], "on_mismatch": "warn"},
+        "license": {
+            "name": "Apache-2.0",
+            "notes": ("Weights and code: Apache-2.0 (MedSegAI). Training data: CTChest4.nrrd and Segmentation.seg.nrrd "
+                      "from slicerio 1.4.0 (PyPI), MIT licence, Copyright (c) 2021 Andras Lasso; the data derive from "
+                      "3D Slicer's CTChest sample data set. The model is a demo, not for clinical use."),
+        },
+        "files": {"weights": "weights.safetensors"},
+    }
+    if training is not None:
+        card["training"] = training
+    if metrics is not None:
+        card["metrics"] = metrics
+    if timings is not None:
+        card["timings"] = timings
+    return card
+
+
+def label_mapping(seg_path: Path) -> tuple[LabelMapping, list[dict]]:
+    """Find each model label's source segments in the ``.seg.nrrd`` by terminology."""
+    label_map = read_label_map(seg_path)
+    mapping, described = {}, []
+    for recipe in LABELS:
+        sources = []
+        for type_value, modifier_value in recipe.sources:
+            for value in label_map.values_of(type_value, modifier_value):
+                mapping[value] = recipe.value
+                segment = next(s for s in label_map.segments if s.value == value)
+                sources.append({"value": value, "name": segment.name,
+                                "type": list(segment.type_code() or ()),
+                                "modifier": list(segment.modifier_code() or ())})
+        described.append({"model_value": recipe.value, "model_name": recipe.name, "source_segments": sources})
+    unused = [f"{s.value} {s.name}" for s in label_map.segments if s.value not in mapping]
+    if unused:
+        described.append({"model_value": 0, "model_name": "background", "source_segments": unused})
+    return LabelMapping(mapping), described
+
+
+def rebuild_command(out: Path, iterations: int, seed: int) -> str:
+    try:
+        shown = out.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        shown = out
+    return ("PYTHONPATH=training .venv/bin/python -m medsegai_training.ct_chest_demo "
+            f"--out {shlex.quote(str(shown))} --iterations {iterations} --seed {seed} --overwrite")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m medsegai_training.ct_chest_demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="bundle folder (or .zip) to write")
+    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help=f"default {DEFAULT_ITERATIONS}")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --work-dir")
+    p.add_argument("--restart", action="store_true", help="discard checkpoints in --work-dir and start over")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="checkpoints and logs (never in the repo)")
+    p.add_argument("--seed", type=int, default=TRAIN_CONFIG.seed)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: physical cores)")
+    p.add_argument("--checkpoint-every", type=int, help=f"default {TRAIN_CONFIG.checkpoint_every}")
+    p.add_argument("--note", action="append", default=[], help="a remark on this build for the card's training.notes")
+    p.add_argument("--data-dir", type=Path, help="folder with CTChest4.nrrd and Segmentation.seg.nrrd "
+                                                 "(default: slicerio's bundled data)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    t_start = time.perf_counter()
+    log = lambda text: print(text, flush=True)  # noqa: E731
+    if args.out.exists() and not args.overwrite:
+        log(f"error: {args.out} exists; pass --overwrite to replace it")
+        return 2
+    data_dir = args.data_dir or slicerio_data_dir()
+    ct_path, seg_path = data_dir / "CTChest4.nrrd", data_dir / "Segmentation.seg.nrrd"
+    installed = slicerio_version()
+    if args.data_dir is None and installed != SLICERIO_VERSION:
+        log(f"warning: slicerio {installed} is installed; the recipe was written for {SLICERIO_VERSION}")
+
+    card = parse_card(card_document(), "demo card")
+    mapping, mapping_description = label_mapping(seg_path)
+    log(f"label mapping (source value -> model value): {dict(mapping.source_to_model)}")
+    case = load_case(CaseSource("CTChest4", (ct_path,), seg_path, mapping), card.preprocessing)
+    log(f"case {case.name}: input {case.volumes[0].array.shape[::-1]} (i, j, k), model grid "
+        f"{case.prepared.image.shape[1:]} (x, y, z) at {case.model_spacing.round(3).tolist()} mm")
+
+    config = with_overrides(TRAIN_CONFIG, iterations=args.iterations, seed=args.seed, threads=args.threads,
+                            checkpoint_every=args.checkpoint_every)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(NETWORK["name"], NETWORK["args"], [(case.prepared.image, case.prepared.labels)],
+                      case.model_spacing, config, args.work_dir, log)
+    try:
+        result = trainer.run(resume=args.resume, restart=args.restart)
+    except TrainingError as exc:
+        log(f"error: {exc}")
+        return 2
+    log(f"trained {result.iterations} iterations in {result.train_seconds:.0f} s "
+        f"({result.sessions} session(s)); final loss (mean of last 20) {result.final_loss():.4f}")
+
+    # fit check through the real pipeline, on a bundle identical to the final one but for the card's metrics
+    candidate = export_bundle(args.work_dir / "candidate-bundle", card_document(), result.network, overwrite=True)
+    evaluation = evaluate_case(candidate, case, args.threads)
+    for name, value in evaluation.dice.items():
+        log(f"fit-check Dice {name}: {value:.4f}")
+    log(f"segment() took {evaluation.seconds:.1f} s {evaluation.stage_seconds}")
+
+    training = {
+        "data": [{
+            "name": "CTChest4 with Segmentation.seg.nrrd (3D Slicer CTChest sample, downsampled)",
+            "source": f"slicerio {installed} from PyPI: slicerio/data/CTChest4.nrrd, slicerio/data/Segmentation.seg.nrrd",
+            "license": "MIT (slicerio, Copyright (c) 2021 Andras Lasso)",
+            "subjects": 1,
+            "sha256": {"CTChest4.nrrd": sha256_file(ct_path), "Segmentation.seg.nrrd": sha256_file(seg_path)},
+            "label_mapping": mapping_description,
+        }],
+        "command": rebuild_command(args.out, config.iterations, config.seed),
+        "seed": config.seed,
+        "iterations": result.iterations,
+        "sessions": result.sessions,
+        "settings": config.describe(),
+        "loss": "Dice + cross-entropy (MONAI DiceCELoss, batch Dice, background excluded from Dice)",
+        "optimizer": f"AdamW lr {config.learning_rate}, weight decay {config.weight_decay}, "
+                     f"{config.warmup_iterations} warm-up iterations, cosine decay to {config.min_lr_ratio} x lr",
+        "final_loss_mean_last_20": round(result.final_loss(), 5),
+        "wall_time_s": round(result.train_seconds, 1),
+        "hardware": hardware_summary(args.threads),
+        "software": software_versions(),
+    }
+    if args.note:
+        training["notes"] = list(args.note)
+    metrics = [{
+        "metric": "Dice", "label": name, "value": round(value, 4),
+        "data": "CTChest4 - the TRAINING subject (fit check)", "subjects": 1,
+        "note": "measured on the subject the model was trained on: shows the pipeline works, says nothing about "
+                "accuracy on other scans",
+        "how": "MedSegAILib.pipeline.segment on CTChest4.nrrd (CPU, post-processing on) vs the reference label map "
+               "on the input grid",
+    } for name, value in evaluation.dice.items()]
+    timings = {f"cpu_{args.threads or physical_cores()}core_s": round(evaluation.seconds, 1)}
+    final = export_bundle(args.out, card_document(training, metrics, timings), result.network, overwrite=args.overwrite)
+
+    summary = {
+        "bundle": str(final.path), "bundle_bytes": bundle_size_bytes(final.path), "iterations": result.iterations,
+        "train_seconds": round(result.train_seconds, 1), "final_loss": round(result.final_loss(), 5),
+        "last_loss": round(result.losses[-1], 5) if result.losses else None,
+        "dice": {k: round(v, 4) for k, v in evaluation.dice.items()}, "segment_seconds": round(evaluation.seconds, 2),
+        "command_seconds": round(time.perf_counter() - t_start, 1),
+    }
+    (args.work_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""From a trained network to a model bundle with a complete card.
+
+Helpers build the card's label entries and provenance; :func:`export_bundle` writes the bundle
+with ``MedSegAILib.bundle.write_bundle`` (which validates the card and verifies the checksums).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+from pathlib import Path
+
+import torch
+
+from MedSegAILib.bundle import Bundle, write_bundle
+from MedSegAILib.pipeline import physical_cores
+
+ANATOMICAL_STRUCTURE = ["SCT", "123037004", "Anatomical Structure"]
+GENERAL_ANATOMY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+DICOM_MASTER_CONTEXT = "Segmentation category and type - DICOM master list"
+
+
+def label_entry(value: int, name: str, color, type_code, modifier=None, category=ANATOMICAL_STRUCTURE,
+                context: str = GENERAL_ANATOMY_CONTEXT, postprocessing: dict | None = None) -> dict:
+    """One ``labels`` entry of a card."""
+    terminology = {"context": context, "category": list(category), "type": list(type_code)}
+    if modifier:
+        terminology["modifier"] = list(modifier)
+    entry = {"value": int(value), "name": name, "color": [int(c) for c in color], "terminology": terminology}
+    if postprocessing:
+        entry["postprocessing"] = dict(postprocessing)
+    return entry
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware_summary(threads: int | None = None) -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu_model()}, {physical_cores()} physical / {os.cpu_count()} logical cores, "
+            f"torch threads: {threads or physical_cores()}, {gpu}; {platform.system()} {platform.machine()}")
+
+
+def software_versions() -> dict:
+    import monai
+    import numpy
+    import SimpleITK
+
+    import MedSegAILib
+
+    from . import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__,
+            "numpy": numpy.__version__, "SimpleITK": SimpleITK.Version_VersionString(),
+            "medsegai": MedSegAILib.__version__, "medsegai_training": __version__}
+
+
+def export_bundle(destination: str | Path, card_document: dict, network: torch.nn.Module,
+                  overwrite: bool = False) -> Bundle:
+    """Write ``network``'s weights and ``card_document`` as a bundle folder (or ``.zip``) and open it.
+
+    With ``overwrite`` an existing bundle at ``destination`` is replaced only once the new one has
+    been written and verified.
+    """
+    destination = Path(destination)
+    weights = {card_document["files"]["weights"]: network.state_dict()}
+    if not destination.exists():
+        write_bundle(destination, card_document, weights)
+        return Bundle.open(destination)
+    if not overwrite:
+        raise FileExistsError(f"{destination} exists; pass overwrite to replace it")
+    fresh = destination.with_name(f".{destination.name}.new")
+    old = destination.with_name(f".{destination.name}.old")
+    for stale in (fresh, old):
+        _remove(stale)
+    write_bundle(fresh, card_document, weights)
+    destination.rename(old)
+    fresh.rename(destination)
+    _remove(old)
+    return Bundle.open(destination)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def bundle_size_bytes(path: str | Path) -> int:
+    path = Path(path)
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
