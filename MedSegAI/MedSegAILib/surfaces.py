@@ -35,6 +35,7 @@ def _image_from_mask(mask: np.ndarray, start_kji: tuple[int, int, int]) -> vtk.v
     image.SetExtent(i0, i0 + ni - 1, j0, j0 + nj - 1, k0, k0 + nk - 1)
     scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(mask, dtype=np.uint8).ravel(), deep=True,
                                          array_type=vtk.VTK_UNSIGNED_CHAR)
+    scalars.SetName("ImageScalars")  # Slicer removes this array from the surface; so do we
     image.GetPointData().SetScalars(scalars)
     return image
 

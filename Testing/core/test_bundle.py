@@ -8,7 +8,7 @@ import torch
 from MedSegAILib.bundle import CHECKSUM_FILE, Bundle, Catalog, import_bundle, parse_card, write_bundle
 from MedSegAILib.errors import BundleError, BundleIntegrityError
 
-from conftest import label_entry, make_card
+from testing_support import label_entry, make_card
 
 
 def _weights(card):

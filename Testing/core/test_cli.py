@@ -19,7 +19,7 @@ from MedSegAILib.cli import main
 from MedSegAILib.image import Volume, read_volume, write_volume
 from MedSegAILib.networks import build_network
 
-from conftest import REPO, asymmetric_structure, make_card, volume_on
+from testing_support import REPO, asymmetric_structure, make_card, volume_on
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

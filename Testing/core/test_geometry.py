@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from MedSegAILib.geometry import Grid, Reorientation, grid_with_spacing, orientation_code, ras_box_to_ijk_slices
 from MedSegAILib.image import Volume, read_volume, resample, volume_from_sitk, volume_to_sitk, write_volume
 
-from conftest import GEOMETRIES, ras_of_voxels, volume_on
+from testing_support import GEOMETRIES, ras_of_voxels, volume_on
 
 
 @pytest.mark.parametrize("name", sorted(GEOMETRIES))

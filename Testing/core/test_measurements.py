@@ -6,7 +6,7 @@ from MedSegAILib.geometry import compose_ijk_to_ras
 from MedSegAILib.measurements import intensity_statistics, max_diameter, measure, measurements_csv
 from MedSegAILib.surfaces import SurfaceParameters, label_surface, surface_area_volume, write_surface
 
-from conftest import rotation
+from testing_support import rotation
 
 
 def sphere(radius_mm=8.0, spacing=(0.8, 0.9, 2.5), direction=np.eye(3), shape=(20, 40, 40)):

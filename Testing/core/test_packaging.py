@@ -1,13 +1,12 @@
 """Slicer packaging: every script and resource is listed in CMake (an unlisted file is silently
 not installed), and the extension metadata matches the catalog entry."""
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from testing_support import REPO
 
 MODULE_DIRS = ["MedSegAI", "SegmentEditorMedSegAI"]
 

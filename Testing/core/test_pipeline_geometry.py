@@ -6,9 +6,9 @@ import slicerio
 
 from MedSegAILib.image import Volume, read_volume, write_volume
 from MedSegAILib.outputs import OutputOptions, write_outputs
-from MedSegAILib.pipeline import SegmentationOptions, segment
+from MedSegAILib.pipeline import segment
 
-from conftest import GEOMETRIES, asymmetric_structure, asymmetric_structure_at, label_entry, volume_on
+from testing_support import GEOMETRIES, asymmetric_structure, asymmetric_structure_at, label_entry, volume_on
 
 
 def _structure_volume(geometry: str) -> tuple[Volume, np.ndarray]:

@@ -12,7 +12,7 @@ from MedSegAILib.image import read_volume, write_volume
 from MedSegAILib.networks import build_network
 from MedSegAISlicerLib.process import CliProcess, ProcessCancelled, ProcessFailed, SegmentRequest, kill_process_tree
 
-from conftest import asymmetric_structure, make_card, volume_on
+from testing_support import asymmetric_structure, make_card, volume_on
 
 
 @pytest.fixture

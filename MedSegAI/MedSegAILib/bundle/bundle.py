@@ -27,7 +27,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ..errors import BundleError, BundleIntegrityError
-from ..fileio import write_bytes_atomic
+from ..fileio import make_shareable, write_bytes_atomic
 from .card import ModelCard, load_card_text
 
 CARD_FILE = "model.json"
@@ -196,6 +196,7 @@ def write_bundle(destination: str | Path, card_document: dict, state_dicts: dict
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_bytes(data)
         destination.parent.mkdir(parents=True, exist_ok=True)
+        make_shareable(staging)
         shutil.move(str(staging), str(destination))
     Bundle.open(destination)
     return destination
@@ -221,6 +222,7 @@ def import_bundle(source: str | Path, models_dir: str | Path, replace_existing: 
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_bytes(data)
         Bundle.open(staging)
+        make_shareable(staging)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

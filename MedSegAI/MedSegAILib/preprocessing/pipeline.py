@@ -37,6 +37,8 @@ def prepare_case(volumes: list[Volume], spec: Preprocessing, labels: Volume | No
     The first volume defines the grid; further volumes (other modalities) are resampled onto it
     in physical space. ``labels`` (training) must lie on the first volume's grid.
     """
+    if labels is not None and not labels.grid.same_as(volumes[0].grid):
+        raise ValueError("the label map must lie on the first image's grid; resample it (nearest neighbour) first")
     plan = SpatialPlan.for_grid(volumes[0].grid, spec.target_spacing)
     channels = [normalize(plan.image_to_model(v, spec.interpolation), spec.normalization) for v in volumes]
     image = to_network_layout(np.stack(channels))

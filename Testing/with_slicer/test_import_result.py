@@ -20,7 +20,7 @@ LIVER = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^12
 def _testing():
     import sys
 
-    return sys.modules["testing_conftest"]
+    return sys.modules["testing_support"]
 
 
 @pytest.fixture

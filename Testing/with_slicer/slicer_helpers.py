@@ -6,7 +6,6 @@ Conventions as in MedSegAI: label arrays are ``(k, j, i)``, grids are 4x4 IJK->R
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,29 +13,10 @@ import numpy as np
 import pytest
 
 
-def _import_slicer_core():
-    """``import slicer`` with Testing/ hidden from sys.path.
-
-    slicer-core's ``slicer`` meta-package extends its ``__path__`` with every folder named
-    ``slicer`` under a sys.path entry and imports each module in them into its namespace. pytest
-    puts Testing/ on sys.path (for Testing/conftest.py), which makes *this* folder such a folder:
-    ``import slicer`` would then import every test module here as ``slicer.<name>``, and fail on
-    the circular import of this module. Importing it once with Testing/ hidden avoids that; later
-    imports get the cached module.
-    """
-    testing = Path(__file__).resolve().parents[1]
-    saved = sys.path[:]
-    sys.path[:] = [p for p in saved if Path(p or ".").resolve() != testing]
-    try:
-        return pytest.importorskip("slicer", reason="needs slicer-core (pip install -e '.[test]')")
-    finally:
-        sys.path[:] = saved
-
-
-slicer = _import_slicer_core()
+slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install -e '.[test]')")
 import vtk  # noqa: E402  (after the skip: slicer-core brings the VTK build it needs)
 
-from testing_conftest import asymmetric_structure, ras_of_voxels  # noqa: E402  (set up by conftest.py)
+from testing_support import asymmetric_structure, ras_of_voxels  # noqa: E402
 
 TERMINOLOGY_TAG = "TerminologyEntry"
 STATUS_TAG = "Segmentation.Status"

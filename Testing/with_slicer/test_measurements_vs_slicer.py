@@ -9,7 +9,7 @@ import pytest
 
 import slicer_helpers as sh
 from MedSegAILib.measurements import measure
-from testing_conftest import volume_on
+from testing_support import volume_on
 
 pytestmark = pytest.mark.slicer
 

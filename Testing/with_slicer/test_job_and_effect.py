@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slicer
 
 
 def _testing():
-    return sys.modules["testing_conftest"]
+    return sys.modules["testing_support"]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 import slicer_helpers as sh
 from MedSegAILib.surfaces import SurfaceParameters, label_surface, surface_area_volume, surface_points
-from testing_conftest import volume_on
+from testing_support import volume_on
 
 pytestmark = pytest.mark.slicer
 

@@ -3,32 +3,17 @@
 Every test module here imports ``slicer_helpers``, which skips the module when slicer-core is
 missing. This file imports nothing from slicer-core at module level (a skip raised while pytest
 loads the conftest of a folder named on the command line stops the whole run), so
-``pytest Testing/slicer`` without slicer-core reports skips. All tests here are marked ``slicer``.
+``pytest Testing/with_slicer`` without slicer-core reports skips. All tests here are marked ``slicer``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TERMINOLOGIES = REPO / ".cache" / "terminologies"  # Slicer's default *.term.json, made by scripts/setup.sh
-
-
-def pytest_configure(config):
-    # Testing/conftest.py is also a top-level module named "conftest" and pytest keeps only the one
-    # imported last under that name, so the tests here import the shared fixtures' module as
-    # ``testing_conftest``.
-    shared = config.pluginmanager.get_plugin(str(REPO / "Testing" / "conftest.py"))
-    assert shared is not None, "Testing/conftest.py was not loaded"
-    sys.modules.setdefault("testing_conftest", shared)
-    # import slicer-core before any test module does, the safe way (see slicer_helpers)
-    try:
-        import slicer_helpers  # noqa: F401
-    except pytest.skip.Exception:
-        pass
 
 
 @pytest.fixture(scope="session")

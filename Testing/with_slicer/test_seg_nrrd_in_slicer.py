@@ -17,7 +17,7 @@ from MedSegAILib.outputs import segment_infos, write_outputs
 from MedSegAILib.pipeline import segment
 from MedSegAILib.segnrrd import write_seg_nrrd
 from MedSegAILib.terminology import terminology_entry
-from testing_conftest import asymmetric_structure, volume_on
+from testing_support import asymmetric_structure, volume_on
 
 pytestmark = pytest.mark.slicer
 
