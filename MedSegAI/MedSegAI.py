@@ -8,6 +8,7 @@ torch never takes Slicer down, and Cancel stops it at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -52,9 +53,20 @@ class MedSegAI(ScriptedLoadableModule):
 
 
 def loadTerminology():
-    """Make the codes of MedSegAI's models known to Slicer's terminology selector."""
-    path = Path(__file__).parent / "Resources" / "SegmentationCategoryTypeModifier-MedSegAI.term.json"
-    if path.exists():
+    """Make the codes of the installed models that are not in Slicer's lists (the MedSegAI context)
+    known to Slicer's terminology selector."""
+    try:
+        from MedSegAILib.terminology import terminology_json
+    except ImportError:  # dependencies not installed yet: nothing to add
+        return
+    from MedSegAILib.fileio import write_text_atomic
+
+    logic = MedSegAILogic()
+    cards = [entry.card for entry in logic.modelEntries()]
+    document = terminology_json(cards)
+    if document["SegmentationCodes"]["Category"]:
+        path = logic.userModelsFolder().parent / "SegmentationCategoryTypeModifier-MedSegAI.term.json"
+        write_text_atomic(path, json.dumps(document, indent=2))
         slicer.modules.terminologies.logic().LoadTerminologyFromFile(str(path))
 
 
