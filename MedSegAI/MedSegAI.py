@@ -50,6 +50,7 @@ class MedSegAI(ScriptedLoadableModule):
         self.parent.acknowledgementText = _(
             "Built on 3D Slicer, PyTorch, MONAI, SimpleITK and VTK. Model licences are shown with each model.")
         slicer.app.connect("startupCompleted()", loadTerminology)
+        slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 def loadTerminology():
@@ -68,6 +69,24 @@ def loadTerminology():
         path = logic.userModelsFolder().parent / "SegmentationCategoryTypeModifier-MedSegAI.term.json"
         write_text_atomic(path, json.dumps(document, indent=2))
         slicer.modules.terminologies.logic().LoadTerminologyFromFile(str(path))
+
+
+def registerSampleData():
+    """One Sample Data entry per shipped model's sample volume (files from installed packages,
+    checked by SHA-256 by the Sample Data module too: works offline)."""
+    try:
+        import SampleData
+
+        from MedSegAILib.sample_data import sample_files
+    except ImportError:
+        return
+    icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "MedSegAI.png")
+    for entry in MedSegAILogic().modelEntries():
+        for sample in sample_files(entry.card):
+            SampleData.SampleDataLogic.registerCustomSampleDataSource(
+                category="MedSegAI", sampleName=sample.name, uris=sample.path.as_uri(),
+                fileNames=sample.path.name, checksums=f"SHA256:{sample.sha256}", nodeNames=sample.path.stem,
+                thumbnailFileName=icon)
 
 
 @parameterNodeWrapper

@@ -38,3 +38,20 @@ def test_extension_cmake_names_every_module_and_depends_on_pytorch():
     assert 'set(EXTENSION_DEPENDS "PyTorch")' in text
     for key in ("HOMEPAGE", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "CATEGORY"):
         assert re.search(rf'set\(EXTENSION_{key} "[^"]+"\)', text), key
+
+
+CATALOG_KEYS = {"$schema", "build_dependencies", "build_subdirectory", "category", "dicom_support_rule", "enabled",
+                "scm_revision", "scm_type", "scm_url", "tier"}
+
+
+def test_catalog_entry_follows_the_extensions_index_schema_and_matches_cmake():
+    import json
+
+    entry = json.loads((REPO / "Resources" / "ExtensionsIndex" / "MedSegAI.json").read_text())
+    assert {"$schema", "category", "scm_url"} <= set(entry) <= CATALOG_KEYS
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.2.json#")
+    assert 1 <= entry["tier"] <= 5
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    depends = re.search(r'set\(EXTENSION_DEPENDS "([^"]*)"\)', cmake).group(1).split()
+    assert entry["build_dependencies"] == depends
+    assert entry["category"] == re.search(r'set\(EXTENSION_CATEGORY "([^"]*)"\)', cmake).group(1)
