@@ -4,6 +4,7 @@ once with consent, never from a constructor, never replacing Slicer's own Simple
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 from pathlib import Path
 
 import slicer
@@ -33,11 +34,7 @@ def missing_requirements() -> list[str]:
 
 
 def torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("torch") is not None
 
 
 def install_torch(ask: bool = True) -> bool:
