@@ -124,6 +124,10 @@ def slicerio_version() -> str:
     return version("slicerio")
 
 
+# SHA-256 of slicerio 1.4.0's data/CTChest4.nrrd
+CTCHEST4_SHA256 = "439ee098e50ee8e3254bd80ed8bcf7f8d006da4cab35be7a65b61ccb30dd6a3d"
+
+
 def card_document(training: dict | None = None, metrics: list | None = None, timings: dict | None = None) -> dict:
     """The full model card; provenance, metrics and timings are added once they are measured."""
     card = {
@@ -151,6 +155,9 @@ def card_document(training: dict | None = None, metrics: list | None = None, tim
                       "3D Slicer's CTChest sample data set. The model is a demo, not for clinical use."),
         },
         "files": {"weights": "weights.safetensors"},
+        # the training CT itself, from the installed slicerio package: a one-click sample in Slicer
+        "sample_data": [{"name": "Chest CT (slicerio CTChest4)", "package": "slicerio", "path": "data/CTChest4.nrrd",
+                         "sha256": CTCHEST4_SHA256}],
     }
     if training is not None:
         card["training"] = training
