@@ -5,6 +5,10 @@ Everything a model sees is produced by the core library (``MedSegAILib``): prepr
 ``MedSegAILib.networks.build_network`` and models leave as bundles written by
 ``MedSegAILib.bundle.write_bundle``. This package adds only what training needs on top:
 
+* :mod:`.dataset`       MSD / nnU-Net data set folders and the data set check
+* :mod:`.planning`      fingerprint -> training plan (JSON), nnU-Net style auto-configuration
+* :mod:`.metrics`       Dice, HD95, ASSD, sensitivity, specificity, volume error per label
+* :mod:`.cli`           ``medsegai-train check|plan|train|export|evaluate``
 * :mod:`.data`          cases (image + label map) and label mapping to model values
 * :mod:`.sampling`      random patches with foreground oversampling
 * :mod:`.augmentation`  light intensity and in-plane affine augmentation
