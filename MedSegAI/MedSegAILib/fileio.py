@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
 
 def _suffix(path: Path) -> str:
     # keep double suffixes such as .nii.gz / .seg.nrrd so writers pick the right format

@@ -18,7 +18,6 @@ from .errors import InputImageError
 from .fileio import atomic_path
 from .geometry import Grid, compose_ijk_to_ras, direction_of, ras_to_lps, spacing_of
 
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 @dataclass

@@ -21,14 +21,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
+from typing import TYPE_CHECKING
 
 from ..errors import BundleError, BundleIntegrityError
 from ..fileio import make_shareable, write_bytes_atomic
 from .card import ModelCard, load_card_text
+
+if TYPE_CHECKING:  # torch loads in seconds; listing and verifying bundles does not need it
+    import torch
 
 CARD_FILE = "model.json"
 CHECKSUM_FILE = "SHA256SUMS"
@@ -109,6 +109,9 @@ class Bundle:
 
     def state_dict(self, weights_file: str | None = None) -> dict[str, torch.Tensor]:
         """The network weights, read with safetensors (no pickle, no code execution)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_safetensors
+
         name = weights_file or self.card.weights_file
         try:
             return load_safetensors(self.members[name])
@@ -162,6 +165,8 @@ def _alias_names(state_dict: dict[str, torch.Tensor]) -> set[str]:
 
 def _member_bytes(card_document: dict, state_dicts: dict[str, dict[str, torch.Tensor]],
                   extra_files: dict[str, bytes] | None) -> dict[str, bytes]:
+    from safetensors.torch import save as save_safetensors
+
     members: dict[str, bytes] = {CARD_FILE: (json.dumps(card_document, indent=2) + "\n").encode("utf-8")}
     for name, sd in state_dicts.items():
         members[name] = save_safetensors({k: v.detach().contiguous().cpu() for k, v in unique_tensors(sd).items()})

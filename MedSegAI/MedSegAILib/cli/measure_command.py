@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import InputImageError
-from ..image import Volume, read_volume, resample
-from ..measurements import measure, measurements_csv, write_measurements
-from ..surfaces import SurfaceParameters
 from .reporting import Reporter
+
+if TYPE_CHECKING:
+    from ..image import Volume
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def read_segmentation(path: Path) -> tuple[Volume, dict[int, str]]:
     """Label map and ``{label value: name}``; ``.seg.nrrd`` names come from its header."""
+    import numpy as np
+
+    from ..image import Volume, read_volume
     if path.name.lower().endswith(".seg.nrrd"):
         import slicerio
 
@@ -43,6 +46,10 @@ def read_segmentation(path: Path) -> tuple[Volume, dict[int, str]]:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from ..image import read_volume, resample
+    from ..measurements import measure, measurements_csv, write_measurements
+    from ..surfaces import SurfaceParameters
+
     labels, names = read_segmentation(args.segmentation)
     image = None
     if args.image:

@@ -9,10 +9,8 @@ from pathlib import Path
 
 from ..bundle import Bundle
 from ..errors import Cancelled, InputImageError, MedSegAIError
-from ..image import IMAGE_SUFFIXES, read_volume
-from ..outputs import OutputOptions, write_outputs
-from ..pipeline import SegmentationOptions, segment
 from ..progress import CancelToken, ProgressReporter
+from ..fileio import IMAGE_SUFFIXES
 from .reporting import Reporter
 
 
@@ -117,6 +115,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, catalog, reporter: Reporter, cancel: CancelToken) -> int:
+    from ..image import read_volume
+    from ..outputs import OutputOptions, write_outputs
+    from ..pipeline import SegmentationOptions, segment
+
     bundle: Bundle = catalog.get(args.model, args.model_version)
     card = bundle.card
     surfaces = tuple(s for s in args.surfaces.lower().split(",") if s)
