@@ -284,3 +284,26 @@ def test_sigterm_cancels_cleanly_with_no_partial_output(tmp_path):
     assert proc.wait(timeout=30) == 130
     assert '"event": "cancelled"' in rest
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_fast_variant_runs_at_its_own_spacing_and_lands_on_the_input_grid(tmp_path, ct_file):
+    models = tmp_path / "fast_models"
+    card = make_card(id="with-fast", network={"name": "intensity_window", "args": {
+        "in_channels": 1, "out_channels": 2, "windows": [[-450, 5000]]}},
+        variants={"fast": {"description": "3 mm", "target_spacing": [3.0, 3.0, 3.0], "patch_size": [16, 16, 16]}})
+    write_bundle(models / "fast", card, {"weights.safetensors": build_network(
+        card["network"]["name"], card["network"]["args"]).state_dict()})
+    out = tmp_path / "o"
+    code, _, err = run_cli(*segment_args(models, ct_file, "-m", "with-fast", "-o", out, "--fast", "--nifti"))
+    assert code == 0, err
+    labels = read_volume(out / "case1_labels.nii.gz")
+    source = read_volume(ct_file)
+    np.testing.assert_allclose(labels.ijk_to_ras, source.ijk_to_ras, atol=1e-5)
+    expected = asymmetric_structure(source)
+    found = labels.array == 1
+    assert 2 * (found & expected).sum() / (found.sum() + expected.sum()) > 0.7  # coarse, but in place
+
+
+def test_fast_without_a_fast_variant_is_refused(tmp_path, models_dir, ct_file):
+    code, _, err = run_cli(*segment_args(models_dir, ct_file, "-m", "test-window", "-o", tmp_path / "o", "--fast"))
+    assert code == 2 and "no 'fast' variant" in err
