@@ -497,7 +497,7 @@ class MedSegAITest(ScriptedLoadableModuleTest):
         return write_bundle(Path(folder) / "selftest", card,
                             {"weights.safetensors": {"windows": torch.tensor([[50.0, 150.0]])}})
 
-    def _volume(self, slow=False):
+    def _volume(self):
         import numpy as np
 
         array = np.full((30, 40, 50), -1000, np.int16)
