@@ -250,8 +250,7 @@ class MedSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if self.logic.ensureDependencies():
                     self.refreshModels()
             return
-        checked = [self.ui.labelsSelector.itemText(i) for i in range(self.ui.labelsSelector.count)
-                   if self.ui.labelsSelector.checkState(self.ui.labelsSelector.model().index(i, 0)) == qt.Qt.Checked]
+        checked = [index.data() for index in self.ui.labelsSelector.checkedIndexes()]
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
             self._job = self.logic.segment(
