@@ -1,0 +1,629 @@
+#!/usr/bin/env python
+"""MedSegAI performance benchmark: prints numbers, passes or fails nothing.
+
+One run measures
+
+1. machine peak: float32 matmul GFLOP/s with torch at physical-core threads;
+2. network forward efficiency: FLOPs of one forward (torch.utils.flop_counter) / measured time,
+   for the shipped demo DynUNet, an nnU-Net-size MONAI DynUNet on 96^3 and MedSegAI's DeepLabv3+;
+3. framework overhead: MedSegAI end to end in-process and via the CLI, vs bare MONAI
+   sliding_window_inference on the same preprocessed tensor with the same network and settings;
+4. scale: end-to-end seconds and peak RSS (whole process and per pipeline stage) on synthetic CTs
+   from 128^3 to 512x512x600, each in a fresh subprocess;
+5. allocator hygiene: one case with default glibc malloc and with large trim/mmap thresholds.
+
+Writes bench/results/latest.md and latest.json. See bench/README.md.
+
+Usage:
+    .venv/bin/python bench/run_benchmark.py            # full, ~10 min on 2 cores
+    .venv/bin/python bench/run_benchmark.py --quick    # subset, ~2 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+MODEL_ID = "medsegai-ct-chest-demo"
+MIB = 2**20
+
+
+# --------------------------------------------------------------------------- helpers
+
+def physical_cores() -> int:
+    try:
+        import psutil
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def machine_info(threads: int) -> dict:
+    import torch
+    cpu = "unknown"
+    flags = set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and cpu == "unknown":
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    mem = None
+    try:
+        import psutil
+        mem = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    versions = {}
+    for mod in ("numpy", "scipy", "monai", "SimpleITK", "vtk"):
+        try:
+            m = __import__(mod)
+            versions[mod] = getattr(m, "__version__", None) or getattr(m, "Version", lambda: "?")()
+        except Exception:  # noqa: BLE001
+            versions[mod] = None
+    return {
+        "cpu": cpu,
+        "simd": [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags],
+        "logical_cores": os.cpu_count(),
+        "physical_cores": physical_cores(),
+        "memory_gib": mem,
+        "torch": torch.__version__,
+        "torch_threads": threads,
+        "torch_mkldnn": torch.backends.mkldnn.is_available(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **versions,
+    }
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def hwm_kib() -> int:
+    """Peak resident set size of this process since the last reset (VmHWM), KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def reset_hwm() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- synthetic CT
+
+def synthetic_ct(shape_xyz, spacing_xyz, seed: int = 0) -> np.ndarray:
+    """A chest-CT-like int16 volume ``(k, j, i)``: air, an elliptic body (soft tissue), two lungs,
+    a spine and a ring of ribs, with mild noise. Built slice by slice (no full-size temporaries)."""
+    nx, ny, nz = shape_xyz
+    sx, sy, sz = spacing_xyz
+    rng = np.random.default_rng(seed)
+    vol = np.empty((nz, ny, nx), dtype=np.int16)
+    # physical coordinates (mm) centred on the volume; body fills ~80 % of the field of view
+    x = (np.arange(nx) - (nx - 1) / 2) * sx
+    y = (np.arange(ny) - (ny - 1) / 2) * sy
+    X, Y = np.meshgrid(x, y)  # (ny, nx)
+    fov_x, fov_y = nx * sx, ny * sy
+    ax, ay = 0.42 * fov_x, 0.32 * fov_y
+    body = (X / ax) ** 2 + (Y / ay) ** 2 <= 1
+    ring = ((X / (0.9 * ax)) ** 2 + (Y / (0.9 * ay)) ** 2 <= 1) & ((X / (0.84 * ax)) ** 2 + (Y / (0.84 * ay)) ** 2 > 1)
+    spine = (X ** 2 + (Y - 0.7 * ay) ** 2) <= (0.13 * ay) ** 2
+    noise = rng.normal(0, 20, size=(16, ny, nx)).astype(np.int16)
+    zlen = nz * sz
+    for k in range(nz):
+        zc = (k - (nz - 1) / 2) * sz / (0.5 * zlen)  # -1 .. 1
+        sl = np.full((ny, nx), -1000, dtype=np.int16)
+        sl[body] = 40
+        scale = max(0.0, 1 - zc ** 2) ** 0.5  # lungs taper towards both ends
+        if scale > 0.05:
+            for side in (-1, 1):
+                lung = ((X - side * 0.42 * ax) / (0.38 * ax * scale)) ** 2 + ((Y + 0.05 * ay) / (0.75 * ay * scale)) ** 2 <= 1
+                sl[lung] = -850
+        rib_on = (int(k * sz / 25.0) % 2) == 0  # ribs every ~5 cm, 2.5 cm thick bands
+        if rib_on:
+            sl[ring] = 600
+        sl[spine] = 700
+        sl += noise[k % 16]
+        vol[k] = sl
+    return vol
+
+
+def write_ct(path: Path, shape_xyz, spacing_xyz) -> Path:
+    import SimpleITK as sitk
+    arr = synthetic_ct(shape_xyz, spacing_xyz)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(tuple(float(s) for s in spacing_xyz))
+    img.SetOrigin(tuple(-(n - 1) * s / 2 for n, s in zip(shape_xyz, spacing_xyz)))  # LPS identity: like most CTs
+    sitk.WriteImage(img, str(path), False)
+    return path
+
+
+# --------------------------------------------------------------------------- 1. machine peak
+
+def bench_matmul(seconds: float, n: int = 2048) -> dict:
+    import torch
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    c = torch.empty(n, n)
+    for _ in range(2):
+        torch.mm(a, b, out=c)
+    rates = []
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end or len(rates) < 3:
+        t = time.perf_counter()
+        torch.mm(a, b, out=c)
+        rates.append(2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+    return {"n": n, "runs": len(rates), "gflops_peak": max(rates), "gflops_median": statistics.median(rates)}
+
+
+# --------------------------------------------------------------------------- 2. forward efficiency
+
+def count_flops(net, x) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(x)
+    return int(counter.get_total_flops())
+
+
+def bench_forward(name: str, net, shape, budget_s: float, peak: float, max_runs: int = 5) -> dict:
+    import torch
+    net = net.eval()
+    x = torch.randn(*shape)
+    flops = count_flops(net, x)
+    times = []
+    with torch.inference_mode():
+        t = time.perf_counter()
+        net(x)  # warm-up (oneDNN primitive creation)
+        warm = time.perf_counter() - t
+        spent = warm
+        while len(times) < max_runs and (not times or spent + times[-1] < budget_s):
+            t = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - t)
+            spent += times[-1]
+    best = min(times)
+    params = sum(p.numel() for p in net.parameters())
+    return {"network": name, "input": list(shape), "params_M": params / 1e6, "gflop": flops / 1e9,
+            "first_s": warm, "best_s": best, "median_s": statistics.median(times), "runs": len(times),
+            "gflops": flops / best / 1e9, "pct_peak": 100 * flops / best / 1e9 / peak}
+
+
+def nnunet_dynunet():
+    from monai.networks.nets import DynUNet
+    strides = [[1, 1, 1]] + [[2, 2, 2]] * 5
+    return DynUNet(3, 1, 5, kernel_size=[[3, 3, 3]] * 6, strides=strides, upsample_kernel_size=strides[1:],
+                   filters=[32, 64, 128, 256, 320, 320], norm_name=("instance", {"affine": True}), res_block=False)
+
+
+# --------------------------------------------------------------------------- 3. overhead
+
+def open_bundle():
+    from MedSegAILib.bundle import Catalog
+    return Catalog.default().get(MODEL_ID)
+
+
+def run_e2e_inprocess(path: Path, out_dir: Path, bundle, threads: int) -> dict:
+    from MedSegAILib.image import read_volume
+    from MedSegAILib.outputs import write_outputs
+    from MedSegAILib.pipeline import SegmentationOptions, segment
+    t0 = time.perf_counter()
+    vol = read_volume(path)
+    t1 = time.perf_counter()
+    result = segment([vol], bundle, SegmentationOptions(device="cpu", threads=threads, allow_empty=True))
+    t2 = time.perf_counter()
+    write_outputs(result, vol, out_dir, "case")
+    t3 = time.perf_counter()
+    return {"total_s": t3 - t0, "stages": {"load": t1 - t0, **result.seconds, "write": t3 - t2},
+            "segment_s": t2 - t1}
+
+
+def bench_bare_swi(path: Path, bundle, threads: int, repeats: int) -> dict:
+    """Bare MONAI sliding_window_inference on the already-preprocessed tensor."""
+    import torch
+    from monai.inferers import sliding_window_inference
+    from MedSegAILib.image import read_volume
+    from MedSegAILib.inference import count_windows
+    from MedSegAILib.preprocessing import prepare_case
+    card = bundle.card
+    prepared = prepare_case([read_volume(path)], card.preprocessing)
+    x = torch.from_numpy(prepared.image)[None]
+    net = bundle.build_network()
+    inf = card.inference
+    torch.set_num_threads(threads)
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            t = time.perf_counter()
+            y = sliding_window_inference(x, inf.patch_size, inf.sw_batch_size, net, overlap=inf.overlap,
+                                         mode=inf.blending)
+            times.append(time.perf_counter() - t)
+    windows = count_windows(x.shape[2:], inf.patch_size, inf.overlap)
+    return {"model_grid": list(x.shape[2:]), "windows": windows, "first_s": times[0], "best_s": min(times[1:]),
+            "out_shape": list(y.shape)}
+
+
+def run_cli(path: Path, out_dir: Path, threads: int) -> float:
+    exe = Path(sys.executable).parent / "medsegai"
+    cmd = [str(exe), "--progress", "none", "segment", str(path), "-m", MODEL_ID, "-o", str(out_dir),
+           "--device", "cpu", "--threads", str(threads), "--allow-empty"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"CLI failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return dt
+
+
+# --------------------------------------------------------------------------- 4/5. child process
+
+class StageMemory:
+    """Seconds and peak RSS per pipeline stage and per instrumented sub-step.
+
+    VmHWM is read and reset at every boundary (stage change, sub-step entry or exit); each closed
+    segment's peak is attributed to every label on the stack, so a stage's peak includes its
+    sub-steps'."""
+
+    def __init__(self, first: str) -> None:
+        self.enabled = reset_hwm()
+        self.stack = [first]
+        self.peaks: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.start_rss = {first: rss_kib()}
+
+    def boundary(self) -> None:
+        h = hwm_kib()
+        for label in self.stack:
+            self.peaks[label] = max(self.peaks.get(label, 0), h)
+        reset_hwm()
+
+    def stage(self, name: str) -> None:
+        if self.stack == [name]:
+            return
+        self.boundary()
+        self.stack = [name]
+        self.start_rss[name] = rss_kib()
+
+    def wrap(self, owner, attr: str, label: str) -> None:
+        fn = getattr(owner, attr)
+        tracker = self
+
+        def wrapper(*args, **kwargs):
+            tracker.boundary()
+            full = tracker.stack[-1] + "/" + label
+            tracker.stack.append(full)
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                tracker.seconds[full] = tracker.seconds.get(full, 0.0) + time.perf_counter() - t
+                tracker.calls[full] = tracker.calls.get(full, 0) + 1
+                tracker.boundary()
+                tracker.stack.pop()
+
+        setattr(owner, attr, wrapper)
+
+
+def child_main(path: Path, out_dir: Path, threads: int) -> None:
+    """One end-to-end case in this (fresh) process; prints one JSON line with seconds and peak RSS
+    per stage and sub-step. Sub-steps are timed by wrapping core functions in this process only."""
+    t_import = time.perf_counter()
+    from MedSegAILib import measurements, outputs, pipeline, postprocessing
+    from MedSegAILib.image import read_volume
+    from MedSegAILib.inference import InferenceEngine
+    from MedSegAILib.outputs import write_outputs
+    from MedSegAILib.pipeline import SegmentationOptions, segment
+    from MedSegAILib.preprocessing.spatial import SpatialPlan
+    from MedSegAILib.progress import ProgressReporter
+    bundle = open_bundle()
+    import_s = time.perf_counter() - t_import
+
+    mem = StageMemory("load")
+    mem.wrap(pipeline, "prepare_case", "prepare_case")
+    mem.wrap(InferenceEngine, "predict", "predict")
+    mem.wrap(SpatialPlan, "labels_to_source", "labels_to_source")
+    mem.wrap(pipeline, "postprocess", "cleanup")
+    mem.wrap(postprocessing, "keep_largest_components", "largest_components")
+    mem.wrap(postprocessing, "remove_small_islands", "small_islands")
+    mem.wrap(postprocessing, "fill_holes", "fill_holes")
+    mem.wrap(outputs, "write_seg_nrrd", "seg_nrrd")
+    mem.wrap(outputs, "measure", "measure")
+    mem.wrap(measurements, "label_surface", "surface")
+    mem.wrap(measurements, "max_diameter", "max_diameter")
+    mem.wrap(measurements, "intensity_statistics", "intensity")
+
+    t0 = time.perf_counter()
+    vol = read_volume(path)
+    reporter = ProgressReporter(lambda event: mem.stage(event.stage))
+    result = segment([vol], bundle, SegmentationOptions(device="cpu", threads=threads, allow_empty=True), reporter)
+    t1 = time.perf_counter()
+    mem.stage("write")
+    write_outputs(result, vol, out_dir, "case")
+    t2 = time.perf_counter()
+    mem.stage("end")
+    plan = SpatialPlan.for_grid(vol.grid, bundle.card.preprocessing.target_spacing)
+    stage_peaks = {k: v / 1024 for k, v in mem.peaks.items() if "/" not in k}
+    out = {
+        "input_shape_xyz": list(vol.array.shape[::-1]),
+        "input_mib": vol.array.nbytes / MIB,
+        "model_grid_xyz": list(plan.model_grid.size_ijk),
+        "import_s": import_s,
+        "total_s": t2 - t0,
+        "stages_s": {"load+segment": t1 - t0, **result.seconds, "write": t2 - t1},
+        # resetting VmHWM also lowers ru_maxrss, so the whole-run peak is the largest stage peak
+        "peak_rss_mib": max(stage_peaks.values()) if mem.enabled else
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "stage_peak_rss_mib": stage_peaks if mem.enabled else None,
+        "stage_start_rss_mib": {k: v / 1024 for k, v in mem.start_rss.items() if k != "end"},
+        "substeps": {k: {"s": mem.seconds[k], "calls": mem.calls[k],
+                         "peak_rss_mib": mem.peaks.get(k, 0) / 1024 if mem.enabled else None}
+                     for k in mem.seconds},
+    }
+    print("BENCH_JSON " + json.dumps(out), flush=True)
+
+
+def run_child(path: Path, out_dir: Path, threads: int, env_extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(path), "--child-out", str(out_dir),
+           "--threads", str(threads)]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed ({proc.returncode}): {stderr[-3000:]}")
+    line = next(x for x in stdout.splitlines() if x.startswith("BENCH_JSON "))
+    data = json.loads(line[len("BENCH_JSON "):])
+    data["process_wall_s"] = wall
+    return data
+
+
+# --------------------------------------------------------------------------- report
+
+def fmt(v, nd=2):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def markdown(res: dict) -> str:
+    m = res["machine"]
+    L = ["# MedSegAI benchmark", "",
+         f"{res['date']} - mode: {'quick' if res['quick'] else 'full'} - total {res['bench_wall_s']:.0f} s", "",
+         f"**Machine:** {m['cpu']} ({', '.join(m['simd'])}), {m['physical_cores']} physical / {m['logical_cores']} "
+         f"logical cores, {m['memory_gib']} GiB; torch {m['torch']} ({m['torch_threads']} threads), "
+         f"monai {m['monai']}, numpy {m['numpy']}, SimpleITK {m['SimpleITK']}, Python {m['python']}", ""]
+    mm = res["matmul"]
+    L += ["## 1. Machine peak", "",
+          f"float32 {mm['n']}x{mm['n']} matmul, {mm['runs']} runs: **{mm['gflops_peak']:.1f} GFLOP/s** best, "
+          f"{mm['gflops_median']:.1f} median.", ""]
+    L += ["## 2. Network forward efficiency (1 patch, batch 1, inference mode)", "",
+          "| network | input | params (M) | GFLOP | first (s) | best (s) | GFLOP/s | % of peak |",
+          "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for f in res["forward"]:
+        if "skipped" in f:
+            L.append(f"| {f['network']} | - | - | - | - | - | - | skipped: {f['skipped']} |")
+            continue
+        L.append(f"| {f['network']} | {'x'.join(map(str, f['input'][2:]))} | {f['params_M']:.2f} | {f['gflop']:.1f} | "
+                 f"{f['first_s']:.3f} | {f['best_s']:.3f} | {f['gflops']:.1f} | {f['pct_peak']:.0f} % |")
+    L += ["", "FLOPs: torch.utils.flop_counter (convolutions and matmuls only; norms and activations are not counted).", ""]
+    o = res.get("overhead")
+    if o:
+        c = o["bare_swi"]
+        L += ["## 3. Framework overhead", "",
+              f"Synthetic CT {'x'.join(map(str, o['shape_xyz']))} voxels at {'x'.join(map(str, o['spacing_xyz']))} mm "
+              f"(int16 .nrrd) -> model grid {'x'.join(map(str, c['model_grid']))}, {c['windows']} windows "
+              f"of {'x'.join(map(str, o['patch']))}.", "",
+              "| path | seconds | ratio to (c) |", "|---|---:|---:|",
+              f"| (a) MedSegAI in-process: read + segment + write_outputs (warm, best of {o['repeats']}) | "
+              f"{o['inprocess_best_s']:.2f} | {o['inprocess_best_s'] / c['best_s']:.1f}x |",
+              f"| (a') same, first call in the process | {o['inprocess_first_s']:.2f} | "
+              f"{o['inprocess_first_s'] / c['best_s']:.1f}x |"]
+        if o.get("cli_s") is not None:
+            L.append(f"| (b) CLI subprocess `medsegai segment` (interpreter start included) | {o['cli_s']:.2f} | "
+                     f"{o['cli_s'] / c['best_s']:.1f}x |")
+        L += [f"| (c) bare MONAI sliding_window_inference on the prepared tensor (best) | {c['best_s']:.2f} | 1.0x |",
+              "", "Per stage of (a), best run (s): " + ", ".join(f"{k} {v:.2f}" for k, v in o["inprocess_stages"].items()),
+              ""]
+    s = res.get("scale")
+    if s:
+        L += ["## 4. Scale (each case in a fresh subprocess; native spacing 0.8x0.8x1.0 mm)", "",
+              "| input (xyz) | input MiB | model grid | total s | load+pre s | inference s | postprocess s | write s | "
+              "peak RSS MiB | RSS / input | peak stage |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in s:
+            st = r["stages_s"]
+            sp = r.get("stage_peak_rss_mib") or {}
+            top = max(sp, key=sp.get) if sp else "-"
+            pre = st["load+segment"] - st.get("inference", 0) - st.get("postprocess", 0)
+            L.append(f"| {'x'.join(map(str, r['input_shape_xyz']))} | {r['input_mib']:.0f} | "
+                     f"{'x'.join(map(str, r['model_grid_xyz'] or []))} | {r['total_s']:.1f} | {pre:.1f} | "
+                     f"{st.get('inference', 0):.1f} | {st.get('postprocess', 0):.1f} | {st['write']:.1f} | "
+                     f"{r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] / r['input_mib']:.1f}x | {top} |")
+        L += ["", "Peak RSS per stage (MiB; VmHWM reset at each stage start):", "",
+              "| input (xyz) | " + " | ".join(["load", "preprocess", "inference", "postprocess", "write"]) + " |",
+              "|---|---:|---:|---:|---:|---:|"]
+        for r in s:
+            sp = r.get("stage_peak_rss_mib") or {}
+            L.append(f"| {'x'.join(map(str, r['input_shape_xyz']))} | " + " | ".join(
+                fmt(sp.get(k), 0) for k in ["load", "preprocess", "inference", "postprocess", "write"]) + " |")
+        subs = list(dict.fromkeys(k for r in s for k in r.get("substeps", {})))
+        if subs:
+            L += ["", "Sub-steps (core functions wrapped in the benchmark's child process): seconds / peak RSS MiB "
+                  "(absolute; RSS at the start of load, i.e. after imports, is the baseline: "
+                  + ", ".join(f"{r['stage_start_rss_mib'].get('load', 0):.0f}" for r in s) + " MiB).", "",
+                  "| sub-step | " + " | ".join("x".join(map(str, r["input_shape_xyz"])) for r in s) + " |",
+                  "|---|" + "---:|" * len(s)]
+            for k in subs:
+                cells = []
+                for r in s:
+                    v = r.get("substeps", {}).get(k)
+                    cells.append("-" if v is None else f"{v['s']:.2f} / {fmt(v['peak_rss_mib'], 0)}")
+                L.append(f"| {k} | " + " | ".join(cells) + " |")
+        if len(s) >= 2:
+            a, b = s[0], s[-1]
+            vr = b["input_mib"] / a["input_mib"]
+            L += ["", f"From smallest to largest: input voxels x{vr:.0f}, time x{b['total_s'] / a['total_s']:.1f}, "
+                      f"peak RSS x{b['peak_rss_mib'] / a['peak_rss_mib']:.1f} "
+                      f"(peak RSS above the 128^3 baseline per input MiB: "
+                      f"{(b['peak_rss_mib'] - a['peak_rss_mib']) / (b['input_mib'] - a['input_mib']):.1f})."]
+        L.append("")
+    g = res.get("malloc")
+    if g:
+        L += ["## 5. Allocator hygiene", "",
+              f"Case {'x'.join(map(str, g['shape_xyz']))}, fresh subprocess each, alternating, {g['repeats']} each.", "",
+              "| glibc malloc | total s (best) | total s (all) | peak RSS MiB |", "|---|---:|---|---:|"]
+        for name, runs in g["runs"].items():
+            L.append(f"| {name} | {min(r['total_s'] for r in runs):.2f} | "
+                     + ", ".join("%.2f" % r["total_s"] for r in runs) + f" | {max(r['peak_rss_mib'] for r in runs):.0f} |")
+        L.append("")
+    return "\n".join(L)
+
+
+# --------------------------------------------------------------------------- main
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="~2 minute subset")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="results folder (latest.md, latest.json)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
+    ap.add_argument("--no-cli", action="store_true", help="skip the CLI subprocess measurement")
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    threads = args.threads or physical_cores()
+    if args.child:
+        child_main(args.child, args.child_out, threads)
+        return
+
+    import torch
+    torch.set_num_threads(threads)
+    t_start = time.perf_counter()
+    quick = args.quick
+    res: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": quick, "machine": machine_info(threads)}
+
+    log("[1/5] matmul peak")
+    res["matmul"] = bench_matmul(0.8 if quick else 2.0)
+    peak = res["matmul"]["gflops_peak"]
+    log(f"      {peak:.1f} GFLOP/s")
+
+    log("[2/5] network forward efficiency")
+    from MedSegAILib.networks import build_network
+    bundle = open_bundle()
+    card = bundle.card
+    patch = list(card.inference.patch_size)
+    fw = [bench_forward(f"demo DynUNet {card.network.args.get('filters')}", bundle.build_network(),
+                        [1, 1, *patch], 5 if quick else 10, peak)]
+    dl_args = {"in_channels": 1, "out_channels": card.num_classes, "channels": [16, 32, 64, 128]}
+    fw.append(bench_forward("MedSegAI DeepLabv3+ [16..128], aspp 64", build_network("deeplabv3plus", dl_args),
+                            [1, 1, *patch], 5 if quick else 10, peak))
+    if quick:
+        fw.append({"network": "nnU-Net-size DynUNet 96^3", "skipped": "--quick"})
+    else:
+        fw.append(bench_forward("nnU-Net-size DynUNet [32..320] (MONAI)", nnunet_dynunet(), [1, 1, 96, 96, 96], 30, peak,
+                                max_runs=3))
+    for f in fw:
+        if "skipped" not in f:
+            log(f"      {f['network']}: {f['gflop']:.1f} GFLOP, {f['best_s']:.3f} s, {f['gflops']:.1f} GFLOP/s "
+                f"({f['pct_peak']:.0f} %)")
+    res["forward"] = fw
+
+    with tempfile.TemporaryDirectory(prefix="medsegai-bench-") as tmp:
+        tmp = Path(tmp)
+        log("[3/5] framework overhead")
+        shape, spacing = (256, 256, 120), (1.5, 1.5, 2.5)
+        ct = write_ct(tmp / "overhead.nrrd", shape, spacing)
+        repeats = 2 if quick else 3
+        runs = [run_e2e_inprocess(ct, tmp / "out_a", bundle, threads) for _ in range(repeats + 1)]
+        best = min(runs[1:], key=lambda r: r["total_s"])
+        bare = bench_bare_swi(ct, bundle, threads, repeats)
+        torch.set_num_threads(threads)
+        cli_s = None
+        if not args.no_cli:
+            cli_s = min(run_cli(ct, tmp / "out_b", threads) for _ in range(1 if quick else 2))
+        res["overhead"] = {"shape_xyz": list(shape), "spacing_xyz": list(spacing), "patch": patch,
+                           "overlap": card.inference.overlap, "repeats": repeats,
+                           "inprocess_first_s": runs[0]["total_s"], "inprocess_best_s": best["total_s"],
+                           "inprocess_stages": best["stages"], "cli_s": cli_s, "bare_swi": bare}
+        log(f"      in-process {best['total_s']:.2f} s, CLI {cli_s} s, bare SWI {bare['best_s']:.2f} s")
+
+        log("[4/5] scale")
+        spacing = (0.8, 0.8, 1.0)
+        sizes = [(128, 128, 128), (256, 256, 200), (512, 512, 300)] + ([] if quick else [(512, 512, 600)])
+        scale = []
+        for size in sizes:
+            path = write_ct(tmp / f"scale_{'x'.join(map(str, size))}.nrrd", size, spacing)
+            r = run_child(path, tmp / "out_scale", threads)
+            r["spacing_xyz"] = list(spacing)
+            scale.append(r)
+            log(f"      {size}: {r['total_s']:.1f} s, peak RSS {r['peak_rss_mib']:.0f} MiB, stages "
+                + ", ".join(f"{k} {v:.1f}" for k, v in r["stages_s"].items()))
+            if size != (512, 512, 300):
+                path.unlink()
+        res["scale"] = scale
+
+        log("[5/5] allocator hygiene")
+        size = (256, 256, 200) if quick else (512, 512, 300)
+        path = tmp / f"scale_{'x'.join(map(str, size))}.nrrd"
+        if not path.exists():
+            write_ct(path, size, spacing)
+        tuned = {"GLIBC_TUNABLES": f"glibc.malloc.trim_threshold={128 * MIB}:glibc.malloc.mmap_threshold={128 * MIB}"}
+        configs = {"default": {}, "trim+mmap threshold 128 MiB": tuned}
+        reps = 1 if quick else 2
+        mruns: dict[str, list] = {k: [] for k in configs}
+        for _ in range(reps):
+            for name, env in configs.items():
+                r = run_child(path, tmp / "out_malloc", threads, env)
+                mruns[name].append({"total_s": r["total_s"], "peak_rss_mib": r["peak_rss_mib"],
+                                    "stages_s": r["stages_s"]})
+                log(f"      {name}: {r['total_s']:.2f} s, peak RSS {r['peak_rss_mib']:.0f} MiB")
+        res["malloc"] = {"shape_xyz": list(size), "repeats": reps, "env": tuned["GLIBC_TUNABLES"], "runs": mruns}
+
+    res["bench_wall_s"] = time.perf_counter() - t_start
+    md = markdown(res)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.md").write_text(md + "\n")
+    (args.out / "latest.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
+    print(md)
+    log(f"wrote {args.out / 'latest.md'} and {args.out / 'latest.json'} in {res['bench_wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
