@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
 
 from .fileio import write_text_atomic
 from .surfaces import SurfaceParameters, label_surface, surface_area_volume, surface_points
@@ -53,8 +55,7 @@ def max_diameter(points: np.ndarray) -> float:
         candidates = points
     if len(candidates) > 4000:  # hull of a huge, finely tessellated surface: thin it out
         candidates = candidates[:: len(candidates) // 4000 + 1]
-    diff = candidates[:, None, :] - candidates[None, :, :]
-    return float(np.sqrt((diff ** 2).sum(-1)).max())
+    return float(pdist(candidates).max())
 
 
 def intensity_statistics(values: np.ndarray) -> dict[str, float]:
@@ -68,16 +69,17 @@ def intensity_statistics(values: np.ndarray) -> dict[str, float]:
 
 def measure_segment(labels: np.ndarray, ijk_to_ras: np.ndarray, value: int, name: str,
                     image: np.ndarray | None = None,
-                    surface_params: SurfaceParameters = SurfaceParameters()) -> SegmentMeasurement:
-    """Measure label ``value``; ``image`` (same grid) adds intensity statistics."""
+                    surface_params: SurfaceParameters = SurfaceParameters(), surface=None) -> SegmentMeasurement:
+    """Measure label ``value``; ``image`` (same grid) adds intensity statistics. ``surface``: the
+    label's closed surface when the caller already built it (it is built otherwise)."""
     mask = labels == value
     count = int(mask.sum())
     voxel_mm3 = float(abs(np.linalg.det(np.asarray(ijk_to_ras)[:3, :3])))
-    poly = label_surface(labels, ijk_to_ras, value, surface_params)
+    poly = surface if surface is not None else label_surface(labels, ijk_to_ras, value, surface_params)
     area, surface_volume = surface_area_volume(poly)
     points = surface_points(poly)
     if count:
-        kji = np.argwhere(mask).mean(axis=0)
+        kji = np.asarray(ndimage.center_of_mass(mask))  # no (N, 3) coordinate array
         centroid = (np.asarray(ijk_to_ras) @ np.r_[kji[::-1], 1.0])[:3]
         bounds_min, bounds_max = points.min(axis=0), points.max(axis=0)
     else:
@@ -92,8 +94,10 @@ def measure_segment(labels: np.ndarray, ijk_to_ras: np.ndarray, value: int, name
 
 
 def measure(labels: np.ndarray, ijk_to_ras: np.ndarray, names: dict[int, str], image: np.ndarray | None = None,
-            surface_params: SurfaceParameters = SurfaceParameters()) -> list[SegmentMeasurement]:
-    return [measure_segment(labels, ijk_to_ras, v, n, image, surface_params) for v, n in names.items()]
+            surface_params: SurfaceParameters = SurfaceParameters(),
+            surfaces: dict | None = None) -> list[SegmentMeasurement]:
+    surfaces = surfaces or {}
+    return [measure_segment(labels, ijk_to_ras, v, n, image, surface_params, surfaces.get(v)) for v, n in names.items()]
 
 
 def measurements_csv(rows: list[SegmentMeasurement]) -> str:

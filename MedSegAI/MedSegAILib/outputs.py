@@ -49,13 +49,16 @@ def write_outputs(result: SegmentationResult, image: Volume, out_dir: Path, case
         written.append(write_volume(labels, out_dir / f"{case}_labels.nii.gz"))
         written.append(write_text_atomic(out_dir / f"{case}_labels.json", labels_document(result.card, result.found)))
     params = SurfaceParameters(smoothing_factor=options.smoothing)
+    surfaces = {}
+    if options.surfaces or options.measurements:  # each surface is built once, for files and measurements
+        surfaces = {x.value: label_surface(labels.array, labels.ijk_to_ras, x.value, params) for x in result.found}
     for fmt in options.surfaces:
         folder = out_dir / f"{case}_surfaces"
         for label in result.found:
-            poly = label_surface(labels.array, labels.ijk_to_ras, label.value, params)
-            written.append(write_surface(poly, folder / f"{safe_file_stem(label.name)}.{fmt}"))
+            written.append(write_surface(surfaces[label.value], folder / f"{safe_file_stem(label.name)}.{fmt}"))
     if options.measurements:
-        rows = measure(labels.array, labels.ijk_to_ras, {x.value: x.name for x in result.found}, image.array, params)
+        rows = measure(labels.array, labels.ijk_to_ras, {x.value: x.name for x in result.found}, image.array, params,
+                       surfaces)
         csv_path, json_path = out_dir / f"{case}_measurements.csv", out_dir / f"{case}_measurements.json"
         write_measurements(rows, csv_path, json_path, {"model": result.card.id, "version": result.card.version,
                                                        "case": case})

@@ -68,12 +68,20 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def estimate_peak_bytes(model_shape_xyz, num_classes: int, in_channels: int, flips: int) -> int:
-    """Rough peak host memory of inference on the model grid: the input, MONAI's stitching buffers
-    (class sums and the weight map), softmax output and the TTA accumulator, all float32."""
+# Host bytes per voxel of the scan's own grid beyond the input itself: label map, slab-wise
+# resampling back, post-processing labels, surfaces. Measured with bench/run_benchmark.py
+# (about 20 before slab-wise resampling; kept as the conservative figure).
+BYTES_PER_SOURCE_VOXEL = 20
+
+
+def estimate_peak_bytes(model_shape_xyz, num_classes: int, in_channels: int, flips: int,
+                        source_voxels: int = 0) -> int:
+    """Rough peak host memory of a run: on the model grid the input, MONAI's stitching buffers
+    (class sums and the weight map), softmax output and the TTA accumulator, all float32; on the
+    scan's grid what the post-processing and outputs need."""
     voxels = math.prod(model_shape_xyz)
     floats = voxels * (in_channels * 2 + num_classes * (3 + (1 if flips > 1 else 0)) + 1)
-    return int(floats * 4)
+    return int(floats * 4 + source_voxels * BYTES_PER_SOURCE_VOXEL)
 
 
 def _crop(volume: Volume, start, stop) -> Volume:
@@ -115,20 +123,22 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
     plan = SpatialPlan.for_grid(work_inputs[0].grid, card.preprocessing.target_spacing)
     device = select_device(options.device)
     flips = 1 + (len(card.inference.tta_flips) if options.tta else 0)
-    needed = estimate_peak_bytes(plan.model_grid.size_ijk, card.num_classes, len(card.inputs), flips)
+    needed = estimate_peak_bytes(plan.model_grid.size_ijk, card.num_classes, len(card.inputs), flips,
+                                 source.array.size)
     available = int(0.9 * psutil.virtual_memory().available)
     if options.memory_limit_bytes is not None:
         available = min(available, options.memory_limit_bytes)
     if needed > available:
         raise ResourceError(
-            f"this volume needs about {needed / 2**30:.1f} GiB of memory at the model's resolution, "
+            f"this volume needs about {needed / 2**30:.1f} GiB of memory, "
             f"{available / 2**30:.1f} GiB are free",
             "segment a region (--roi), use the fast variant (--fast) if the model has one, or close other programs",
         )
     stitch_device = device
     if device.type == "cuda":
         free_gpu, _ = torch.cuda.mem_get_info(device)
-        if needed > 0.5 * free_gpu:  # keep room for activations: stitch on the host instead
+        on_model_grid = estimate_peak_bytes(plan.model_grid.size_ijk, card.num_classes, len(card.inputs), flips)
+        if on_model_grid > 0.5 * free_gpu:  # keep room for activations: stitch on the host instead
             stitch_device = torch.device("cpu")
             warnings.append("large volume: windows run on the GPU, results are assembled in host memory")
 

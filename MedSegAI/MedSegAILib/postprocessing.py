@@ -33,7 +33,12 @@ def remove_small_islands(mask: np.ndarray, min_voxels: int) -> np.ndarray:
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    return ndimage.binary_fill_holes(mask)
+    """Fill enclosed background, in one labelling pass (same result as scipy's
+    ``binary_fill_holes``, which dilates iteratively and is slow on large organs)."""
+    background, _ = ndimage.label(~mask)
+    border = np.unique(np.concatenate([
+        background[[0, -1]].ravel(), background[:, [0, -1]].ravel(), background[:, :, [0, -1]].ravel()]))
+    return mask | ((background > 0) & ~np.isin(background, border))
 
 
 def _bounding_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:

@@ -25,6 +25,17 @@ def test_postprocessing_keeps_largest_component_drops_islands_and_fills_holes():
     assert (labels[2:6, 14:18, 2:6] == 2).all()
 
 
+def test_fill_holes_equals_scipys_on_random_masks():
+    from scipy import ndimage
+
+    from MedSegAILib.postprocessing import fill_holes
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        mask = ndimage.binary_opening(rng.random((20, 21, 22)) > 0.45)
+        np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+
+
 def test_island_size_uses_millilitres_of_the_grid():
     labels = np.zeros((10, 10, 10), np.uint8)
     labels[0:2, 0:2, 0:2] = 1  # 8 voxels
