@@ -94,8 +94,9 @@ class SpatialPlan:
                 out = canonical[k0:k1]
                 best = None
                 for c, score in enumerate(scores):
-                    up = sitk.GetArrayViewFromImage(
-                        sitk.Resample(score, reference, sitk.Transform(), sitk.sitkLinear, 0.0))
+                    # keep the image referenced: the array view does not own its memory
+                    resampled = sitk.Resample(score, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
+                    up = sitk.GetArrayViewFromImage(resampled)
                     if best is None:
                         best = up.copy()
                         out[:] = values[c]
