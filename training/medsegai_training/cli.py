@@ -115,7 +115,7 @@ def cmd_train(args) -> int:
     from .data import load_case
     from .export import hardware_summary, software_versions
     from .planning import card_document, read_plan, write_plan
-    from .trainer import Trainer, TrainingError
+    from .trainer import Trainer, run_and_report
 
     plan = read_plan(args.plan)
     card = parse_card(card_document(plan), f"card of {args.plan}")  # validates the plan's model section
@@ -140,13 +140,9 @@ def cmd_train(args) -> int:
     write_plan(plan, run_plan)
     trainer = Trainer(plan["network"]["name"], plan["network"]["args"],
                       [(c.prepared.image, c.prepared.labels) for c in cases], spacing, config, out, log)
-    try:
-        result = trainer.run(resume=args.resume, restart=args.restart)
-    except TrainingError as exc:
-        log(f"error: {exc}")
+    result = run_and_report(trainer, log, resume=args.resume, restart=args.restart)
+    if result is None:
         return 2
-    log(f"trained {result.iterations} iterations in {result.train_seconds:.0f} s ({result.sessions} session(s)); "
-        f"final loss (mean of last 20) {result.final_loss():.4f}")
     info = {
         "data": [{"name": dataset.name, "path": str(dataset.root.resolve()), "subjects": len(cases),
                   "cases": [c.name for c in cases], "license": dataset.licence or "not stated in dataset.json"}],

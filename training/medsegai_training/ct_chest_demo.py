@@ -31,8 +31,8 @@ from MedSegAILib.pipeline import physical_cores
 from .data import CaseSource, LabelMapping, load_case, read_label_map
 from .evaluation import evaluate_case
 from .export import (DICOM_MASTER_CONTEXT, GENERAL_ANATOMY_CONTEXT, bundle_size_bytes, export_bundle,
-                     hardware_summary, label_entry, sha256_file, software_versions)
-from .trainer import TrainConfig, Trainer, TrainingError, with_overrides
+                     hardware_summary, label_entry, sha256_file, software_versions, with_provenance)
+from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-ct-chest-demo"
 BUNDLE_VERSION = "0.1.0"
@@ -159,13 +159,7 @@ def card_document(training: dict | None = None, metrics: list | None = None, tim
         "sample_data": [{"name": "Chest CT (slicerio CTChest4)", "package": "slicerio", "path": "data/CTChest4.nrrd",
                          "sha256": CTCHEST4_SHA256}],
     }
-    if training is not None:
-        card["training"] = training
-    if metrics is not None:
-        card["metrics"] = metrics
-    if timings is not None:
-        card["timings"] = timings
-    return card
+    return with_provenance(card, training, metrics, timings)
 
 
 def label_mapping(seg_path: Path) -> tuple[LabelMapping, list[dict]]:
@@ -239,13 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(NETWORK["name"], NETWORK["args"], [(case.prepared.image, case.prepared.labels)],
                       case.model_spacing, config, args.work_dir, log)
-    try:
-        result = trainer.run(resume=args.resume, restart=args.restart)
-    except TrainingError as exc:
-        log(f"error: {exc}")
+    result = run_and_report(trainer, log, resume=args.resume, restart=args.restart)
+    if result is None:
         return 2
-    log(f"trained {result.iterations} iterations in {result.train_seconds:.0f} s "
-        f"({result.sessions} session(s)); final loss (mean of last 20) {result.final_loss():.4f}")
 
     # fit check through the real pipeline, on a bundle identical to the final one but for the card's metrics
     candidate = export_bundle(args.work_dir / "candidate-bundle", card_document(), result.network, overwrite=True)

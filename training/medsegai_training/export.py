@@ -34,6 +34,16 @@ def label_entry(value: int, name: str, color, type_code, modifier=None, category
     return entry
 
 
+def with_provenance(card: dict, training: dict | None = None, metrics: list | None = None,
+                    timings: dict | None = None) -> dict:
+    """``card`` with the optional provenance sections that are given (training record, metrics,
+    timings)."""
+    for key, value in (("training", training), ("metrics", metrics), ("timings", timings)):
+        if value is not None:
+            card[key] = value
+    return card
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -44,7 +44,7 @@ from MedSegAILib.image import read_volume, resample
 from MedSegAILib.terminology import MEDSEGAI_CONTEXT
 
 from .dataset import Dataset, DatasetReport, check_dataset
-from .export import ANATOMICAL_STRUCTURE
+from .export import ANATOMICAL_STRUCTURE, with_provenance
 
 PLAN_FORMAT = "medsegai-training-plan"
 PLAN_VERSION = 1
@@ -341,13 +341,7 @@ def card_document(plan: dict, training: dict | None = None, metrics: list | None
     for key in ("intended_use", "limitations", "authors", "applicability"):
         if key in m:
             card[key] = m[key]
-    if training is not None:
-        card["training"] = training
-    if metrics is not None:
-        card["metrics"] = metrics
-    if timings is not None:
-        card["timings"] = timings
-    return card
+    return with_provenance(card, training, metrics, timings)
 
 
 def estimated_memory_mb(plan: dict) -> float:

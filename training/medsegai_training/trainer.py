@@ -75,6 +75,18 @@ class TrainingResult:
         return float(np.mean(tail)) if tail else float("nan")
 
 
+def run_and_report(trainer: "Trainer", log, resume: bool = False, restart: bool = False) -> "TrainingResult | None":
+    """Run ``trainer``, log the outcome in one line; None (after logging the error) on failure."""
+    try:
+        result = trainer.run(resume=resume, restart=restart)
+    except TrainingError as exc:
+        log(f"error: {exc}")
+        return None
+    log(f"trained {result.iterations} iterations in {result.train_seconds:.0f} s ({result.sessions} session(s)); "
+        f"final loss (mean of last 20) {result.final_loss():.4f}")
+    return result
+
+
 class TrainingError(RuntimeError):
     pass
 
