@@ -81,6 +81,12 @@ NETWORK = {
              # no downsampling along z at the first level: slices are 10 mm apart
              "strides": [[1, 1, 1], [2, 2, 1], [2, 2, 2], [2, 2, 2]]},
 }
+# the comparison network, trained with the same budget (--network deeplabv3plus)
+NETWORK_TITLES = {"unet": "3D U-Net (MONAI DynUNet, 4 levels, 16-128 filters)",
+                  "deeplabv3plus": "3D DeepLabv3+ (MedSegAI, output stride 8, 16-128 channels)"}
+NETWORKS = {"unet": NETWORK,
+            "deeplabv3plus": {"name": "deeplabv3plus", "args": {"in_channels": 1, "out_channels": len(LABELS) + 1,
+                                                                "channels": [16, 32, 64, 128]}}}
 PATCH_SIZE = (96, 96, 16)
 PREPROCESSING = {
     "orientation": "RAS",
@@ -94,7 +100,7 @@ TRAIN_CONFIG = TrainConfig(iterations=DEFAULT_ITERATIONS, batch_size=2, patch_si
 
 DESCRIPTION = (
     "Smoke-scale demonstration model: segments the right lung, left lung, ribs and vertebral column on chest CT. "
-    "A compact 3D U-Net (MONAI DynUNet, 4 levels, 16-128 filters) trained on ONE downsampled chest CT "
+    "A compact {network} trained on ONE downsampled chest CT "
     "(3D Slicer's CTChest sample as shipped in slicerio 1.4.0: 128 x 128 x 34 voxels of 3.05 x 3.05 x 10 mm). "
     "It exists to demonstrate MedSegAI end to end with a real network on a real CT; it is not a usable "
     "segmentation model.")
@@ -128,14 +134,15 @@ def slicerio_version() -> str:
 CTCHEST4_SHA256 = "439ee098e50ee8e3254bd80ed8bcf7f8d006da4cab35be7a65b61ccb30dd6a3d"
 
 
-def card_document(training: dict | None = None, metrics: list | None = None, timings: dict | None = None) -> dict:
+def card_document(training: dict | None = None, metrics: list | None = None, timings: dict | None = None,
+                  network: str = "unet") -> dict:
     """The full model card; provenance, metrics and timings are added once they are measured."""
     card = {
         "format_version": 1,
         "id": BUNDLE_ID,
         "version": BUNDLE_VERSION,
         "title": "CT chest demo: lungs, ribs, spine (smoke-scale, one training subject)",
-        "description": DESCRIPTION,
+        "description": DESCRIPTION.format(network=NETWORK_TITLES[network]),
         "intended_use": INTENDED_USE,
         "limitations": LIMITATIONS,
         "authors": ["MedSegAI contributors"],
@@ -144,7 +151,7 @@ def card_document(training: dict | None = None, metrics: list | None = None, tim
                     "description": "chest CT in Hounsfield units"}],
         "labels": [label_entry(x.value, x.name, x.color, x.type_code, x.modifier, context=x.context,
                                postprocessing=x.postprocessing) for x in LABELS],
-        "network": NETWORK,
+        "network": NETWORKS[network],
         "preprocessing": PREPROCESSING,
         "inference": {"patch_size": list(PATCH_SIZE), "overlap": 0.25, "blending": "gaussian", "sw_batch_size": 1},
         "applicability": {"spacing_mm": [2.5, 10.5], "on_mismatch": "warn"},
@@ -182,18 +189,20 @@ def label_mapping(seg_path: Path) -> tuple[LabelMapping, list[dict]]:
     return LabelMapping(mapping), described
 
 
-def rebuild_command(out: Path, iterations: int, seed: int) -> str:
+def rebuild_command(out: Path, iterations: int, seed: int, network: str = "unet") -> str:
     try:
         shown = out.resolve().relative_to(REPO_ROOT)
     except ValueError:
         shown = out
     return ("PYTHONPATH=training .venv/bin/python -m medsegai_training.ct_chest_demo "
-            f"--out {shlex.quote(str(shown))} --iterations {iterations} --seed {seed} --overwrite")
+            f"--out {shlex.quote(str(shown))} --iterations {iterations} --seed {seed} --overwrite"
+            + ("" if network == "unet" else f" --network {network}"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m medsegai_training.ct_chest_demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="bundle folder (or .zip) to write")
+    p.add_argument("--network", choices=sorted(NETWORKS), default="unet", help="default unet (the shipped one)")
     p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help=f"default {DEFAULT_ITERATIONS}")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --work-dir")
     p.add_argument("--restart", action="store_true", help="discard checkpoints in --work-dir and start over")
@@ -221,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is None and installed != SLICERIO_VERSION:
         log(f"warning: slicerio {installed} is installed; the recipe was written for {SLICERIO_VERSION}")
 
-    card = parse_card(card_document(), "demo card")
+    card = parse_card(card_document(network=args.network), "demo card")
     mapping, mapping_description = label_mapping(seg_path)
     log(f"label mapping (source value -> model value): {dict(mapping.source_to_model)}")
     case = load_case(CaseSource("CTChest4", (ct_path,), seg_path, mapping), card.preprocessing)
@@ -231,14 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     config = with_overrides(TRAIN_CONFIG, iterations=args.iterations, seed=args.seed, threads=args.threads,
                             checkpoint_every=args.checkpoint_every)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(NETWORK["name"], NETWORK["args"], [(case.prepared.image, case.prepared.labels)],
+    network = NETWORKS[args.network]
+    trainer = Trainer(network["name"], network["args"], [(case.prepared.image, case.prepared.labels)],
                       case.model_spacing, config, args.work_dir, log)
     result = run_and_report(trainer, log, resume=args.resume, restart=args.restart)
     if result is None:
         return 2
 
     # fit check through the real pipeline, on a bundle identical to the final one but for the card's metrics
-    candidate = export_bundle(args.work_dir / "candidate-bundle", card_document(), result.network, overwrite=True)
+    candidate = export_bundle(args.work_dir / "candidate-bundle", card_document(network=args.network), result.network,
+                              overwrite=True)
     evaluation = evaluate_case(candidate, case, args.threads)
     for name, value in evaluation.dice.items():
         log(f"fit-check Dice {name}: {value:.4f}")
@@ -253,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             "sha256": {"CTChest4.nrrd": sha256_file(ct_path), "Segmentation.seg.nrrd": sha256_file(seg_path)},
             "label_mapping": mapping_description,
         }],
-        "command": rebuild_command(args.out, config.iterations, config.seed),
+        "command": rebuild_command(args.out, config.iterations, config.seed, args.network),
         "seed": config.seed,
         "iterations": result.iterations,
         "sessions": result.sessions,
@@ -277,10 +288,12 @@ def main(argv: list[str] | None = None) -> int:
                "on the input grid",
     } for name, value in evaluation.dice.items()]
     timings = {f"cpu_{args.threads or physical_cores()}core_s": round(evaluation.seconds, 1)}
-    final = export_bundle(args.out, card_document(training, metrics, timings), result.network, overwrite=args.overwrite)
+    final = export_bundle(args.out, card_document(training, metrics, timings, args.network), result.network,
+                          overwrite=args.overwrite)
 
     summary = {
-        "bundle": str(final.path), "bundle_bytes": bundle_size_bytes(final.path), "iterations": result.iterations,
+        "task": "chest CT (fit check)", "network": args.network, "bundle": str(final.path),
+        "bundle_bytes": bundle_size_bytes(final.path), "iterations": result.iterations,
         "train_seconds": round(result.train_seconds, 1), "final_loss": round(result.final_loss(), 5),
         "last_loss": round(result.losses[-1], 5) if result.losses else None,
         "dice": {k: round(v, 4) for k, v in evaluation.dice.items()}, "segment_seconds": round(evaluation.seconds, 2),

@@ -1,0 +1,124 @@
+"""Pieces every model recipe shares: the rebuild command, the training record of the card, the
+held-out scoring through the core pipeline, and the run summary.
+
+A recipe (``brain_extraction``, ``brain_structures``) is a module with a ``main()`` that fetches
+its data, trains one network, scores the candidate bundle on data it never trained on, and writes
+the final bundle with its provenance. The comparison of networks (``comparison``) reads the
+summaries the recipes leave in their work folders.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from MedSegAILib.bundle import Bundle
+from MedSegAILib.image import Volume
+from MedSegAILib.pipeline import SegmentationOptions, segment
+
+from .export import hardware_summary, software_versions
+from .metrics import label_metrics
+from .reference_data import REPO_ROOT
+from .trainer import TrainConfig, TrainingResult
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (for commands in cards)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def rebuild_command(module: str, out: Path, network: str, iterations: int, seed: int) -> str:
+    return (f".venv/bin/python -m medsegai_training.{module} --network {network} --out {shlex.quote(shown_path(out))} "
+            f"--iterations {iterations} --seed {seed} --overwrite")
+
+
+def training_record(data: list[dict], command: str, config: TrainConfig, result: TrainingResult,
+                    threads: int | None, notes: Sequence[str] = ()) -> dict:
+    """The card's ``training`` section: data with licences, command, seed, settings, time, hardware."""
+    record = {
+        "data": data,
+        "command": command,
+        "seed": config.seed,
+        "iterations": result.iterations,
+        "sessions": result.sessions,
+        "settings": config.describe(),
+        "loss": "Dice + cross-entropy (MONAI DiceCELoss, batch Dice, background excluded from Dice)",
+        "optimizer": f"AdamW lr {config.learning_rate}, weight decay {config.weight_decay}, "
+                     f"{config.warmup_iterations} warm-up iterations, cosine decay to {config.min_lr_ratio} x lr",
+        "final_loss_mean_last_20": round(result.final_loss(), 5),
+        "wall_time_s": round(result.train_seconds, 1),
+        "hardware": hardware_summary(threads),
+        "software": software_versions(),
+    }
+    if notes:
+        record["notes"] = list(notes)
+    return record
+
+
+@dataclass
+class Scored:
+    """One segmented volume scored against one or more references (name -> label -> metrics)."""
+
+    case: str
+    seconds: float
+    stage_seconds: dict[str, float]
+    scores: dict[str, dict[str, dict]] = field(default_factory=dict)
+
+    def value(self, reference: str, label: str, metric: str = "dice") -> float | None:
+        return self.scores[reference][label][metric]
+
+
+def score_segmentation(bundle: Bundle, case: str, volumes: Sequence[Volume], references: Mapping[str, Volume],
+                       threads: int | None = None) -> Scored:
+    """Segment ``volumes`` with ``bundle`` (CPU, as a user would) and score every card label
+    against every reference label map (model label values, on the input grid)."""
+    start = time.perf_counter()
+    result = segment(list(volumes), bundle, SegmentationOptions(device="cpu", threads=threads, allow_empty=True))
+    seconds = time.perf_counter() - start
+    spacing_kji = volumes[0].spacing[::-1]
+    scored = Scored(case, round(seconds, 2), {k: round(v, 2) for k, v in result.seconds.items()})
+    for name, reference in references.items():
+        if not reference.grid.same_as(result.labels.grid):
+            raise ValueError(f"reference {name!r} of {case} is not on the input grid")
+        scored.scores[name] = {
+            label.name: _rounded(label_metrics(result.labels.array == label.value, reference.array == label.value,
+                                               spacing_kji).as_dict())
+            for label in bundle.card.labels}
+    return scored
+
+
+def _rounded(values: dict) -> dict:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values.items()}
+
+
+def card_metrics(scored: Scored, reference: str, data: str, note: str, metrics: Sequence[str] = ("dice", "hd95")) -> list:
+    """Card ``metrics`` entries of one scored case against one reference."""
+    names = {"dice": "Dice", "hd95": "HD95 (mm)", "assd": "ASSD (mm)"}
+    return [{"metric": names[m], "label": label, "value": values[m], "data": data, "subjects": 1, "note": note,
+             "how": f"MedSegAILib.pipeline.segment (CPU, post-processing on) vs {reference} on the input grid"}
+            for label, values in scored.scores[reference].items() for m in metrics if values[m] is not None]
+
+
+def write_summary(work_dir: Path, summary: dict) -> Path:
+    path = work_dir / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Scored):
+        return value.__dict__
+    raise TypeError(f"cannot serialise {type(value).__name__}")
