@@ -1,4 +1,5 @@
-"""AdamW with a linear warm-up and a cosine decay, as a pure function of the iteration.
+"""Optimisers (AdamW, or SGD with Nesterov momentum as in nnU-Net) and a linear warm-up followed by
+a cosine decay, as a pure function of the iteration.
 
 The learning rate is computed from the iteration number alone, so a resumed run continues the
 schedule exactly without any scheduler state.
@@ -9,6 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
+
+OPTIMIZERS = ("adamw", "sgd")
+SGD_MOMENTUM = 0.99  # nnU-Net's value, with Nesterov momentum
 
 
 def learning_rate(iteration: int, total: int, base_lr: float, warmup: int = 0, min_ratio: float = 0.01) -> float:
@@ -25,15 +29,21 @@ def learning_rate(iteration: int, total: int, base_lr: float, warmup: int = 0, m
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def build_optimizer(network: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW; normalisation parameters and biases get no weight decay."""
+def build_optimizer(network: torch.nn.Module, lr: float, weight_decay: float,
+                    name: str = "adamw") -> torch.optim.Optimizer:
+    """AdamW (``"adamw"``) or SGD with Nesterov momentum 0.99 (``"sgd"``, nnU-Net's choice; it
+    usually wants a larger learning rate, about 1e-2). Normalisation parameters and biases get no
+    weight decay."""
     decay, no_decay = [], []
-    for name, p in network.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    for p in network.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=SGD_MOMENTUM, nesterov=True)
+    raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
