@@ -3,17 +3,20 @@
     medsegai-train check    DATASET [--json check.json]
     medsegai-train plan     DATASET -o plan.json [--memory-mb 4096] [--base-filters 32] ...
     medsegai-train train    DATASET --plan plan.json --out RUN_DIR [--iterations N] [--resume | --restart]
-    medsegai-train export   RUN_DIR --out BUNDLE [--overwrite]
-    medsegai-train evaluate BUNDLE DATASET [--cases A B ...] -o REPORT_DIR
+                            [--folds K --fold I | --val-cases A B ...] [--patience N] [--loss dice_focal] ...
+    medsegai-train export   RUN_DIR --out BUNDLE [--overwrite] [--last]
+    medsegai-train evaluate BUNDLE [BUNDLE ...] DATASET [--cases A B ...] [--runs RUN_DIR ...] -o REPORT_DIR
 
 DATASET is an MSD / nnU-Net folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``, see
 :mod:`.dataset`). The plan is a plain JSON file (:mod:`.planning`) to read and edit before
 training. A run folder holds ``plan.json`` (the plan it was trained with), ``run.json``
-(provenance), ``train_log.jsonl`` and ``checkpoints/``. The commands are thin: the work is done by
-:mod:`.dataset`, :mod:`.planning`, :mod:`.trainer`, :mod:`.export`, :mod:`.metrics` and the core's
-``MedSegAILib.pipeline.segment``. Exit status: 0 success, 1 data set problems (``check``), 2 error.
+(provenance), ``train_log.jsonl``, ``tensorboard/``, ``learning_curves.png`` and ``checkpoints/``
+(with ``best.pt`` when validated). ``train`` runs under ``torchrun`` too (one process per GPU, or
+several CPU processes); only rank 0 prints and writes. The commands are thin: the work is done by
+:mod:`.dataset`, :mod:`.planning`, :mod:`.folds`, :mod:`.trainer`, :mod:`.export`, :mod:`.report`
+and the core's ``MedSegAILib.pipeline.segment``. Exit status: 0 success, 1 data set problems
+(``check``), 2 error.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -31,13 +34,18 @@ from MedSegAILib.errors import MedSegAIError
 
 from .augmentation import AugmentationConfig
 from .dataset import DatasetError, check_dataset, load_dataset
+from .distributed import DEVICES, is_main_process
+from .losses import LOSSES
+from .schedule import OPTIMIZERS
 
 RUN_PLAN = "plan.json"
 RUN_INFO = "run.json"
 
 
 def log(text: str) -> None:
-    print(text, flush=True)
+    """Print a line (on rank 0 only when started by torchrun)."""
+    if is_main_process():
+        print(text, flush=True)
 
 
 def _progress(verb: str):
@@ -109,57 +117,136 @@ def train_config(plan: dict, **overrides):
     return config
 
 
+def select_cases(args, plan: dict) -> tuple[list[str], list[str], dict | None]:
+    """``(training cases, validation cases, cross-validation record or None)`` from the options:
+    ``--folds K --fold I`` (k-fold split of the cases), ``--val-cases``, or no validation."""
+    names = list(args.cases or plan["dataset"]["cases"])
+    if args.fold is not None and not args.folds:
+        raise ValueError("--fold needs --folds")
+    if args.folds:
+        from .folds import fold_cases
+
+        fold = args.fold or 0
+        train, validation = fold_cases(names, args.folds, fold, args.split_seed)
+        return train, validation, {"folds": args.folds, "fold": fold, "seed": args.split_seed,
+                                   "training_cases": train, "validation_cases": validation}
+    validation = list(args.val_cases or [])
+    unknown = sorted(set(validation) - set(names))
+    if unknown:
+        raise ValueError(f"validation cases not among the cases: {', '.join(unknown)}")
+    return [n for n in names if n not in validation], validation, None
+
+
+def _load_cases(dataset, names: list[str], preprocessing, verb: str) -> list:
+    from .data import load_case
+
+    cases = []
+    start = time.perf_counter()
+    for i, source in enumerate(dataset.sources(names) if names else []):
+        case = load_case(source, preprocessing)
+        cases.append(case)
+        log(f"{verb} {i + 1}/{len(names)}: {case.name} -> model grid {list(case.prepared.image.shape[1:])} "
+            f"at {case.model_spacing.round(3).tolist()} mm")
+    if cases:
+        log(f"{len(cases)} case(s) loaded in {time.perf_counter() - start:.1f} s")
+    return cases
+
+
 def cmd_train(args) -> int:
     from MedSegAILib.bundle import parse_card
 
-    from .data import load_case
-    from .export import hardware_summary, software_versions
+    from .distributed import session
     from .planning import card_document, read_plan, write_plan
+    from .progress import TrainingProgress
     from .trainer import Trainer, run_and_report
 
     plan = read_plan(args.plan)
     card = parse_card(card_document(plan), f"card of {args.plan}")  # validates the plan's model section
     dataset = load_dataset(args.dataset)
-    names = args.cases or plan["dataset"]["cases"]
-    config = train_config(plan, iterations=args.iterations, threads=args.threads, seed=args.seed)
+    train_names, validation_names, cross_validation = select_cases(args, plan)
+    config = train_config(plan, iterations=args.iterations, threads=args.threads, seed=args.seed, loss=args.loss,
+                          optimizer=args.optimizer, learning_rate=args.learning_rate, device=args.device,
+                          validate_every=args.validate_every, early_stopping_patience=args.patience,
+                          tensorboard=False if args.no_tensorboard else None)
     out = Path(args.out)
-    run_plan = out / RUN_PLAN
-    if run_plan.exists() and not (args.resume or args.restart):
+    if (out / RUN_PLAN).exists() and not (args.resume or args.restart):
         log(f"error: {out} holds a run; pass --resume to continue it or --restart to start over")
         return 2
-    cases = []
-    start = time.perf_counter()
-    for i, source in enumerate(dataset.sources(names)):
-        case = load_case(source, card.preprocessing)
-        cases.append(case)
-        log(f"loading {i + 1}/{len(names)}: {case.name} -> model grid {list(case.prepared.image.shape[1:])} "
-            f"at {case.model_spacing.round(3).tolist()} mm")
-    log(f"{len(cases)} case(s) loaded in {time.perf_counter() - start:.1f} s")
-    spacing = np.median([c.model_spacing for c in cases], axis=0)
-    out.mkdir(parents=True, exist_ok=True)
-    write_plan(plan, run_plan)
-    trainer = Trainer(plan["network"]["name"], plan["network"]["args"],
-                      [(c.prepared.image, c.prepared.labels) for c in cases], spacing, config, out, log)
-    result = run_and_report(trainer, log, resume=args.resume, restart=args.restart)
-    if result is None:
-        return 2
+    bar = TrainingProgress(sys.stderr) if args.progress == "bar" else None
+
+    def say(text: str) -> None:
+        if bar is not None:
+            bar.clear()
+        log(text)
+
+    with session(config.device) as env:
+        env.barrier()  # every process has looked at the run folder before rank 0 writes into it
+        cases = _load_cases(dataset, train_names, card.preprocessing, "loading")
+        validation = _load_cases(dataset, validation_names, card.preprocessing, "loading validation")
+        if env.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_plan(plan, out / RUN_PLAN)
+        trainer = Trainer(plan["network"]["name"], plan["network"]["args"],
+                          [(c.prepared.image, c.prepared.labels) for c in cases],
+                          np.median([c.model_spacing for c in cases], axis=0), config, out, say,
+                          validation_cases=[(c.prepared.image, c.prepared.labels) for c in validation],
+                          label_names={label.value: label.name for label in card.labels}, progress=bar)
+        result = run_and_report(trainer, say, resume=args.resume, restart=args.restart)
+        if result is None:
+            return 2
+        if env.is_main:
+            info = run_record(args, dataset, config, [c.name for c in cases], validation_names, result,
+                              env.world_size)
+            if cross_validation:
+                info["cross_validation"] = cross_validation
+            (out / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
+            log(f"wrote {out / RUN_INFO}; export with: medsegai-train export {out} --out BUNDLE")
+            _learning_curves(out, out / "learning_curves.png", out.name)
+    return 0
+
+
+def run_record(args, dataset, config, case_names: list[str], validation_names: list[str], result,
+               processes: int) -> dict:
+    """``run.json``: the training provenance that goes into the model card."""
+    from .export import hardware_summary, software_versions
+
     info = {
-        "data": [{"name": dataset.name, "path": str(dataset.root.resolve()), "subjects": len(cases),
-                  "cases": [c.name for c in cases], "license": dataset.licence or "not stated in dataset.json"}],
+        "data": [{"name": dataset.name, "path": str(dataset.root.resolve()), "subjects": len(case_names),
+                  "cases": case_names, "license": dataset.licence or "not stated in dataset.json"}],
         "command": "medsegai-train " + " ".join(shlex.quote(a) for a in args.argv),
         "seed": config.seed,
         "iterations": result.iterations,
         "sessions": result.sessions,
         "settings": config.describe(),
-        "loss": "Dice + cross-entropy (MONAI DiceCELoss, batch Dice, background excluded from Dice)",
+        "loss": LOSSES[config.loss],
+        "optimizer": config.describe_optimizer(),
         "final_loss_mean_last_20": round(result.final_loss(), 5),
         "wall_time_s": round(result.train_seconds, 1),
+        "processes": processes,
+        "device": result.device,
+        "mixed_precision": result.mixed_precision,
         "hardware": hardware_summary(config.threads),
         "software": software_versions(),
     }
-    (out / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    log(f"wrote {out / RUN_INFO}; export with: medsegai-train export {out} --out BUNDLE")
-    return 0
+    if result.validation:
+        info["validation"] = {"cases": validation_names, "best": result.best_validation,
+                              "stopped_early": result.stopped_early,
+                              "how": "Dice pooled over the validation cases on the model grid (sliding window, overlap "
+                                     "0.25); export takes the weights of the best mean Dice (checkpoints/best.pt)"}
+    return info
+
+
+def _learning_curves(run: Path, png: Path, title: str) -> str | None:
+    """Plot a run's ``train_log.jsonl`` to ``png``; None (with a note) without matplotlib."""
+    from .report_figures import matplotlib_available, plot_learning_curves
+    from .run_log import LOG_NAME, read_log
+
+    if not matplotlib_available():
+        log("note: no learning curves: matplotlib is not installed (pip install matplotlib)")
+        return None
+    plot_learning_curves(read_log(run / LOG_NAME), png, title)
+    log(f"wrote {png}")
+    return str(png)
 
 
 # ----------------------------------------------------------------------------------------------- export
@@ -168,13 +255,15 @@ def cmd_train(args) -> int:
 def cmd_export(args) -> int:
     from MedSegAILib.networks import build_network
 
-    from .checkpoint import latest_checkpoint, load_checkpoint
+    from .checkpoint import best_checkpoint_path, latest_checkpoint, load_checkpoint
     from .export import bundle_size_bytes, export_bundle
     from .planning import card_document, read_plan
+    from .report import report_card_metrics
 
     run = Path(args.run_dir)
     plan = read_plan(run / RUN_PLAN)
-    checkpoint = latest_checkpoint(run / "checkpoints")
+    best = best_checkpoint_path(run / "checkpoints")
+    checkpoint = best if best.exists() and not args.last else latest_checkpoint(run / "checkpoints")
     if checkpoint is None or not (run / RUN_INFO).exists():
         log(f"error: {run} holds no finished training run (checkpoints/ and {RUN_INFO})")
         return 2
@@ -186,6 +275,10 @@ def cmd_export(args) -> int:
     network.load_state_dict(saved["model"])
     training = json.loads((run / RUN_INFO).read_text())
     training["checkpoint"] = {"file": checkpoint.name, "iteration": int(saved["iteration"])}
+    if checkpoint == best:
+        training["checkpoint"]["selected_by"] = "best mean validation Dice"
+        log(f"exporting the best validation checkpoint: iteration {saved['iteration']}, mean Dice "
+            f"{saved['validation']['mean_dice']:.4f} (--last exports the newest checkpoint instead)")
     metrics = None
     if args.metrics:
         report = json.loads(Path(args.metrics).read_text())
@@ -196,104 +289,40 @@ def cmd_export(args) -> int:
     return 0
 
 
-def report_card_metrics(report: dict) -> list[dict]:
-    """Card ``metrics`` entries (mean Dice and HD95 per label) from an evaluation ``report.json``."""
-    out = []
-    for label, metrics in report["summary"].items():
-        for metric, unit in (("dice", ""), ("hd95", " mm")):
-            m = metrics[metric]
-            if m["n"]:
-                out.append({"metric": metric.upper() if metric == "hd95" else "Dice", "label": label,
-                            "value": round(m["mean"], 4), "unit": unit.strip() or None, "subjects": len(report["cases"]),
-                            "data": f"{report['dataset']}: {', '.join(c['case'] for c in report['cases'])}",
-                            "how": "medsegai-train evaluate (MedSegAILib.pipeline.segment on the input grid)"})
-    return [{k: v for k, v in m.items() if v is not None} for m in out]
-
-
 # --------------------------------------------------------------------------------------------- evaluate
 
 
 def cmd_evaluate(args) -> int:
     from MedSegAILib.bundle import Bundle
-    from MedSegAILib.image import read_volume, resample
-    from MedSegAILib.pipeline import SegmentationOptions, segment
 
-    from .metrics import summarize, volume_metrics
+    from .report import evaluate_bundle, make_report, markdown_report, validation_fold
+    from .report_figures import matplotlib_available
 
-    bundle = Bundle.open(args.bundle)
     dataset = load_dataset(args.dataset)
-    labels = {label.name: label.value for label in bundle.card.labels}
-    names = args.cases or [c.name for c in dataset.cases if c.complete]
-    cases, per_case = [], []
-    for i, name in enumerate(names):
-        case = dataset.case(name)
-        if not case.complete:
-            log(f"error: case {name} lacks files")
-            return 2
-        volumes = [read_volume(p) for p in case.images]
-        reference = read_volume(case.label)
-        if not reference.grid.same_as(volumes[0].grid):
-            reference = resample(reference, volumes[0].grid, "nearest")
-        start = time.perf_counter()
-        result = segment(volumes, bundle, SegmentationOptions(device=args.device, threads=args.threads,
-                                                              allow_empty=True))
-        seconds = time.perf_counter() - start
-        spacing_kji = volumes[0].spacing[::-1]
-        metrics = volume_metrics(result.labels.array, reference.array, labels, spacing_kji)
-        per_case.append(metrics)
-        cases.append({"case": name, "seconds": round(seconds, 2), "warnings": list(result.warnings),
-                      "metrics": {k: v.as_dict() for k, v in metrics.items()}})
-        log(f"evaluating {i + 1}/{len(names)}: {name} ({seconds:.1f} s) "
-            + ", ".join(f"{k} Dice {v.dice:.3f} HD95 {_mm(v.hd95)}" for k, v in metrics.items()))
-    report = {"bundle": {"id": bundle.card.id, "version": bundle.card.version, "path": str(Path(args.bundle))},
-              "dataset": dataset.name, "dataset_path": str(dataset.root), "labels": labels,
-              "summary": summarize(per_case), "cases": cases,
-              "definitions": "see medsegai_training.metrics: distances in mm on the input grid; null = undefined "
-                             "(HD95/ASSD when exactly one mask is empty; sensitivity and volume error when the "
-                             "reference is empty)"}
+    bundles = [(Bundle.open(path), Path(path)) for path in args.bundles]
+    if len({tuple((x.value, x.name) for x in b.card.labels) for b, _ in bundles}) > 1:
+        log("error: the bundles segment different labels")
+        return 2
+    figures = not args.no_figures and matplotlib_available()
+    if not args.no_figures and not figures:
+        log("note: no figures: matplotlib is not installed (pip install matplotlib)")
     out = Path(args.output)
+    several = len(bundles) > 1
+    evaluated = []
+    for i, (bundle, _) in enumerate(bundles):
+        names = args.cases or validation_fold(bundle) or [c.name for c in dataset.cases if c.complete]
+        evaluated.append(evaluate_bundle(bundle, dataset, names, out, i if several else None, args.device,
+                                         args.threads, figures, log))
+    curves = []
+    for run in args.runs if figures and args.runs else []:
+        png = _learning_curves(run, out / "figures" / f"learning_curves_{run.name}.png", run.name)
+        curves.append(Path(png).relative_to(out).as_posix())
+    report = make_report(bundles, evaluated, dataset, curves)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(markdown_report(report))
     log(f"wrote {out / 'report.md'} and {out / 'report.json'}")
     return 0
-
-
-def _mm(value) -> str:
-    return "n/a" if value is None else f"{value:.2f} mm"
-
-
-def _num(value, digits=3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def markdown_report(report: dict) -> str:
-    names = {"dice": "Dice", "hd95": "HD95 (mm)", "hd": "HD (mm)", "assd": "ASSD (mm)", "sensitivity": "Sensitivity",
-             "specificity": "Specificity", "volume_error": "Volume error"}
-    lines = [f"# Evaluation of {report['bundle']['id']} {report['bundle']['version']}", "",
-             f"Data set: {report['dataset']} ({len(report['cases'])} case(s)). Segmented with "
-             "`MedSegAILib.pipeline.segment`; metrics on each input's own grid, distances in mm. "
-             "n/a: undefined (one mask empty, or no reference voxels).", "", "## Summary (mean ± sd over cases)", "",
-             "| label | " + " | ".join(names.values()) + " |", "|---" * (len(names) + 1) + "|"]
-    for label, metrics in report["summary"].items():
-        cells = []
-        for key in names:
-            m = metrics[key]
-            cell = f"{m['mean']:.3f} ± {m['std']:.3f}" if m["n"] else "n/a"
-            if m["undefined"]:
-                cell += f" ({m['undefined']} n/a)"
-            cells.append(cell)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "## Per case", "", "| case | label | " + " | ".join(names.values()) + " | volume pred / ref (ml) |",
-              "|---" * (len(names) + 3) + "|"]
-    for case in report["cases"]:
-        for label, m in case["metrics"].items():
-            lines.append(f"| {case['case']} | {label} | " + " | ".join(_num(m[k]) for k in names)
-                         + f" | {m['volume_pred_ml']:.2f} / {m['volume_ref_ml']:.2f} |")
-    warnings = [(c["case"], w) for c in report["cases"] for w in c["warnings"]]
-    if warnings:
-        lines += ["", "## Warnings", ""] + [f"- {case}: {w}" for case, w in warnings]
-    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -322,31 +351,50 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model-id", help="bundle id (default: from the data set name)")
     c.set_defaults(func=cmd_plan)
 
-    c = sub.add_parser("train", help="train a plan on a data set")
+    c = sub.add_parser("train", help="train a plan on a data set (also under torchrun)")
     c.add_argument("dataset", type=Path)
     c.add_argument("--plan", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs)")
     c.add_argument("--iterations", type=int, help="override the plan's iterations")
     c.add_argument("--seed", type=int, help="override the plan's seed")
-    c.add_argument("--cases", nargs="+", help="train on these cases (default: the plan's)")
-    c.add_argument("--threads", type=int, help="torch CPU threads (default: physical cores)")
+    c.add_argument("--cases", nargs="+", help="train (and validate) on these cases (default: the plan's)")
+    validation = c.add_mutually_exclusive_group()
+    validation.add_argument("--folds", type=int, help="k-fold cross-validation: split the cases into K folds ...")
+    validation.add_argument("--val-cases", nargs="+", help="validate on these cases (and do not train on them)")
+    c.add_argument("--fold", type=int, help="... and train on the others, validating on fold I (default 0)")
+    c.add_argument("--split-seed", type=int, default=0, help="seed of the k-fold split (default 0)")
+    c.add_argument("--validate-every", type=int, help="iterations between validations (default: the plan's, or 50)")
+    c.add_argument("--patience", type=int, help="early stopping after N validations without improvement (0: off)")
+    c.add_argument("--loss", choices=list(LOSSES), help="dice_ce (default) or dice_focal")
+    c.add_argument("--optimizer", choices=OPTIMIZERS, help="adamw (default) or sgd (Nesterov momentum 0.99)")
+    c.add_argument("--learning-rate", type=float, help="override the plan's learning rate (SGD: about 1e-2)")
+    c.add_argument("--device", choices=DEVICES, help="auto (default: CUDA when available), cpu or cuda")
+    c.add_argument("--threads", type=int, help="torch CPU threads per process (default: physical cores)")
+    c.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
+    c.add_argument("--progress", choices=["bar", "none"], default="bar",
+                   help="bar (default: iteration, loss, s/it and ETA on stderr) or none")
     group = c.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     group.add_argument("--restart", action="store_true", help="discard checkpoints and start over")
     c.set_defaults(func=cmd_train)
 
-    c = sub.add_parser("export", help="export a run's newest checkpoint as a bundle")
+    c = sub.add_parser("export", help="export a run's best validation (or newest) checkpoint as a bundle")
     c.add_argument("run_dir", type=Path)
     c.add_argument("--out", type=Path, required=True, help="bundle folder (or .zip)")
     c.add_argument("--metrics", type=Path, help="an evaluation report.json whose means go into the card")
+    c.add_argument("--last", action="store_true", help="export the newest checkpoint even if best.pt exists")
     c.add_argument("--overwrite", action="store_true")
     c.set_defaults(func=cmd_export)
 
-    c = sub.add_parser("evaluate", help="segment data set cases with a bundle and report metrics")
-    c.add_argument("bundle", type=Path)
+    c = sub.add_parser("evaluate", help="segment data set cases with one bundle, or the bundles of k folds, and "
+                                        "report metrics")
+    c.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE",
+                   help="bundle(s); several: cross-validation folds, each scored on its own validation fold")
     c.add_argument("dataset", type=Path)
-    c.add_argument("--cases", nargs="+", help="case names (default: all complete cases)")
-    c.add_argument("-o", "--output", type=Path, required=True, help="report folder (report.md, report.json)")
+    c.add_argument("--cases", nargs="+", help="case names (default: the bundle's validation fold, else all cases)")
+    c.add_argument("--runs", nargs="+", type=Path, help="run folders whose learning curves go into the report")
+    c.add_argument("-o", "--output", type=Path, required=True, help="report folder (report.md, report.json, figures/)")
+    c.add_argument("--no-figures", action="store_true", help="no overlay or learning-curve PNGs")
     c.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     c.add_argument("--threads", type=int)
     c.set_defaults(func=cmd_evaluate)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from .augmentation import AugmentationConfig
 from .distributed import DEVICES
 from .losses import LOSSES
-from .schedule import OPTIMIZERS
+from .schedule import OPTIMIZERS, SGD_MOMENTUM
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,19 @@ class TrainConfig:
         return d
 
     def describe(self) -> dict:
-        """The settings as recorded in a model card."""
+        """The settings as recorded in a model card (the device and mixed precision actually used are
+        in the :class:`~medsegai_training.trainer.TrainingResult`)."""
         d = self.as_dict()
-        for key in ("threads", "keep_checkpoints", "log_every", "device", "tensorboard"):
+        for key in ("threads", "keep_checkpoints", "log_every", "device", "amp", "tensorboard"):
             d.pop(key)
         d["augmentation"] = self.augmentation.describe()
         return d
+
+    def describe_optimizer(self) -> str:
+        """The optimiser and learning-rate schedule in words (for run records and model cards)."""
+        name = "AdamW" if self.optimizer == "adamw" else f"SGD with Nesterov momentum {SGD_MOMENTUM}"
+        return (f"{name}, lr {self.learning_rate}, weight decay {self.weight_decay}, {self.warmup_iterations} warm-up "
+                f"iterations, cosine decay to {self.min_lr_ratio} x lr, gradient norm clipped at {self.grad_clip}")
 
 
 def with_overrides(config: TrainConfig, **changes) -> TrainConfig:

@@ -131,3 +131,22 @@ def summarize(per_case: Sequence[Mapping[str, LabelMetrics | dict]]) -> dict[str
                              min=float(defined.min()), max=float(defined.max()))
             summary[label][metric] = entry
     return summary
+
+
+def summarize_folds(fold_summaries: Sequence[Mapping[str, Mapping[str, dict]]]) -> dict[str, dict[str, dict]]:
+    """label -> metric -> {mean, std, n} of the per-fold means (k-fold cross-validation: each
+    fold's :func:`summarize` counts once; folds where a metric is undefined are left out).
+
+    Example:
+        >>> folds = [summarize([{"a": {**dict.fromkeys(METRIC_NAMES), "dice": d}}]) for d in (0.6, 0.8)]
+        >>> {k: round(v, 3) for k, v in summarize_folds(folds)["a"]["dice"].items()}
+        {'mean': 0.7, 'std': 0.1, 'n': 2}
+    """
+    out: dict[str, dict[str, dict]] = {}
+    for label in fold_summaries[0] if fold_summaries else {}:
+        out[label] = {}
+        for metric in METRIC_NAMES:
+            means = np.array([f[label][metric]["mean"] for f in fold_summaries if f[label][metric]["n"]], dtype=float)
+            out[label][metric] = ({"mean": float(means.mean()), "std": float(means.std()), "n": int(means.size)}
+                                  if means.size else {"n": 0})
+    return out

@@ -46,6 +46,8 @@ class TrainingResult:
     validation: list[dict] = field(default_factory=list)  # :func:`.validation.record` of every validation
     network_is_best: bool = False  # ``network`` holds the best validation weights, not the last ones
     stopped_early: bool = False
+    device: str = "cpu"  # where it trained (this session), e.g. "cuda:0"
+    mixed_precision: bool = False  # float16 autocast and gradient scaling were used (CUDA with ``amp``)
 
     def final_loss(self, window: int = 20) -> float:
         """Mean loss over the last ``window`` iterations (single-patch losses are noisy)."""
@@ -229,7 +231,7 @@ class Trainer:
             self._say(f"already trained {state.iteration} iterations"
                       + (" (stopped early)" if state.stopped_early else f" (>= {cfg.iterations})"))
             state.sessions -= 1
-            return self._result(env, module, state)
+            return self._result(env, module, state, amp)
         if env.enabled:
             self._say(f"distributed: {env.world_size} processes, device {env.device}, batch {cfg.batch_size} per "
                       f"process ({cfg.batch_size * env.world_size} in all)")
@@ -271,7 +273,7 @@ class Trainer:
         finally:
             run_log.close()
         state.seconds += time.perf_counter() - session_start
-        return self._result(env, module, state)
+        return self._result(env, module, state, amp)
 
     def _batch(self, sampler: PatchSampler, augmenter: Augmenter, rng: np.random.Generator,
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -348,11 +350,11 @@ class Trainer:
             }, self.config.keep_checkpoints)
         env.barrier()
 
-    def _result(self, env: Distributed, module, state: _RunState) -> TrainingResult:
+    def _result(self, env: Distributed, module, state: _RunState, amp: bool) -> TrainingResult:
         """The result, with the best validation weights loaded when there are any."""
         best_path = best_checkpoint_path(self.checkpoint_dir)
         is_best = bool(state.validation) and best_path.exists()
         if is_best:
             module.load_state_dict(load_checkpoint(best_path)["model"])
         return TrainingResult(module.eval().cpu(), state.iteration, state.losses, state.seconds, state.sessions,
-                              state.resumed_from, state.validation, is_best, state.stopped_early)
+                              state.resumed_from, state.validation, is_best, state.stopped_early, str(env.device), amp)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from medsegai_training.metrics import label_metrics, summarize, surface, volume_metrics
+from medsegai_training.metrics import label_metrics, summarize, summarize_folds, surface, volume_metrics
 
 
 def slab(shape, k):
@@ -96,3 +96,14 @@ def test_label_maps_and_summary():
     summary = summarize([per_label, {k: v.as_dict() for k, v in per_label.items()}])
     assert summary["a"]["dice"]["mean"] == 1.0 and summary["a"]["dice"]["n"] == 2
     assert summary["b"]["hd95"] == {"n": 0, "undefined": 2}
+
+
+def test_fold_summary_is_over_fold_means_and_skips_undefined_folds():
+    cube, empty = np.zeros((6, 6, 6), int), np.zeros((6, 6, 6), int)
+    cube[1:4, 1:4, 1:4] = 1
+    both, reference_empty = (volume_metrics(cube, r, {"a": 1}, (1, 1, 1)) for r in (cube, empty))
+    folds = [summarize([both, reference_empty]), summarize([reference_empty])]
+    overall = summarize_folds(folds)["a"]
+    assert overall["dice"] == {"mean": 0.25, "std": 0.25, "n": 2}  # fold means 0.5 and 0.0
+    assert overall["hd95"] == {"mean": 0.0, "std": 0.0, "n": 1}  # undefined in every case of fold 1
+    assert overall["sensitivity"]["n"] == 1

@@ -46,6 +46,7 @@ def test_validation_keeps_the_best_weights_and_returns_them(cases, tmp_path):
     if result.best_validation_iteration != 24:
         assert not state_equal(result.network.state_dict(), last["model"])
     assert last["validation"] == result.validation and not result.stopped_early
+    assert result.device == "cpu" and not result.mixed_precision  # amp is on by default, used on CUDA only
     assert any(x.startswith("validation at it 12: Dice bright blob ") for x in lines)
     log = read_log(tmp_path / "train_log.jsonl")
     assert [r["iteration"] for r in log if "val_dice" in r] == [6, 12, 18, 24]
