@@ -185,9 +185,7 @@ class Trainer:
             env.barrier()  # every rank has looked before rank 0 deletes
             if env.is_main:
                 n = clear_checkpoints(self.checkpoint_dir)
-                clear_log(self.work_dir)
                 self._say(f"restart: removed {n} checkpoint(s) from {self.checkpoint_dir}")
-            env.barrier()
             existing = None
         if existing is not None and not resume:
             raise TrainingError(f"checkpoints exist in {self.checkpoint_dir}: pass resume to continue them or "
@@ -195,6 +193,10 @@ class Trainer:
         if existing is None:
             if resume:
                 self._say("no checkpoint to resume from: starting from scratch")
+            if env.is_main:  # logs and best weights of a run that ended before its first checkpoint
+                best_checkpoint_path(self.checkpoint_dir).unlink(missing_ok=True)
+                clear_log(self.work_dir)
+            env.barrier()
             return _RunState()
         saved = load_checkpoint(existing)
         self._check_resumable(saved)

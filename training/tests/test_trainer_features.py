@@ -75,6 +75,17 @@ def test_early_stopping_and_resuming_a_stopped_run(cases, tmp_path):
     assert "already trained 9 iterations (stopped early)" in lines
 
 
+def test_a_fresh_start_clears_what_a_run_without_checkpoints_left(cases, tmp_path):
+    """A run that ended before its first checkpoint leaves best.pt and logs, never reused."""
+    train, validation = cases
+    config = tiny_config(iterations=4, validate_every=2, checkpoint_every=100)
+    make_trainer(train, tmp_path, config, validation_cases=validation).run()
+    (tmp_path / "checkpoints" / "checkpoint-0000004.pt").unlink()  # as if it had crashed before saving
+    result = make_trainer(train, tmp_path, tiny_config(iterations=1, checkpoint_every=100)).run()
+    assert not (tmp_path / "checkpoints" / "best.pt").exists() and not result.network_is_best
+    assert [r["iteration"] for r in read_log(tmp_path / "train_log.jsonl")] == [1]
+
+
 @pytest.mark.parametrize("loss,optimizer", [("dice_focal", "sgd"), ("dice_ce", "sgd"), ("dice_focal", "adamw")])
 def test_losses_and_optimizers(cases, tmp_path, loss, optimizer):
     result = make_trainer(cases[0], tmp_path, tiny_config(iterations=3, loss=loss, optimizer=optimizer,

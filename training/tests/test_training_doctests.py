@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["folds", "progress", "seeding", "schedule", "validation", "metrics", "report_figures", "data", "evaluation"]
+MODULES = ["folds", "progress", "seeding", "schedule", "validation", "metrics", "report_figures", "evaluation"]
 
 
 @pytest.mark.parametrize("name", MODULES)
