@@ -31,7 +31,8 @@ from MedSegAILib.pipeline import physical_cores
 from .data import CaseSource, LabelMapping, load_case, read_label_map
 from .evaluation import evaluate_case
 from .export import (DICOM_MASTER_CONTEXT, GENERAL_ANATOMY_CONTEXT, bundle_size_bytes, export_bundle,
-                     hardware_summary, label_entry, sha256_file, software_versions, with_provenance)
+                     label_entry, sha256_file, with_provenance)
+from .recipe import training_record
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-ct-chest-demo"
@@ -255,30 +256,16 @@ def main(argv: list[str] | None = None) -> int:
         log(f"fit-check Dice {name}: {value:.4f}")
     log(f"segment() took {evaluation.seconds:.1f} s {evaluation.stage_seconds}")
 
-    training = {
-        "data": [{
-            "name": "CTChest4 with Segmentation.seg.nrrd (3D Slicer CTChest sample, downsampled)",
-            "source": f"slicerio {installed} from PyPI: slicerio/data/CTChest4.nrrd, slicerio/data/Segmentation.seg.nrrd",
-            "license": "MIT (slicerio, Copyright (c) 2021 Andras Lasso)",
-            "subjects": 1,
-            "sha256": {"CTChest4.nrrd": sha256_file(ct_path), "Segmentation.seg.nrrd": sha256_file(seg_path)},
-            "label_mapping": mapping_description,
-        }],
-        "command": rebuild_command(args.out, config.iterations, config.seed, args.network),
-        "seed": config.seed,
-        "iterations": result.iterations,
-        "sessions": result.sessions,
-        "settings": config.describe(),
-        "loss": "Dice + cross-entropy (MONAI DiceCELoss, batch Dice, background excluded from Dice)",
-        "optimizer": f"AdamW lr {config.learning_rate}, weight decay {config.weight_decay}, "
-                     f"{config.warmup_iterations} warm-up iterations, cosine decay to {config.min_lr_ratio} x lr",
-        "final_loss_mean_last_20": round(result.final_loss(), 5),
-        "wall_time_s": round(result.train_seconds, 1),
-        "hardware": hardware_summary(args.threads),
-        "software": software_versions(),
-    }
-    if args.note:
-        training["notes"] = list(args.note)
+    data = [{
+        "name": "CTChest4 with Segmentation.seg.nrrd (3D Slicer CTChest sample, downsampled)",
+        "source": f"slicerio {installed} from PyPI: slicerio/data/CTChest4.nrrd, slicerio/data/Segmentation.seg.nrrd",
+        "license": "MIT (slicerio, Copyright (c) 2021 Andras Lasso)",
+        "subjects": 1,
+        "sha256": {"CTChest4.nrrd": sha256_file(ct_path), "Segmentation.seg.nrrd": sha256_file(seg_path)},
+        "label_mapping": mapping_description,
+    }]
+    command = rebuild_command(args.out, config.iterations, config.seed, args.network)
+    training = training_record(data, command, config, result, args.threads, args.note)
     metrics = [{
         "metric": "Dice", "label": name, "value": round(value, 4),
         "data": "CTChest4 - the TRAINING subject (fit check)", "subjects": 1,

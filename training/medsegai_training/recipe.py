@@ -23,6 +23,7 @@ from MedSegAILib.image import Volume
 from MedSegAILib.pipeline import SegmentationOptions, segment
 
 from .export import hardware_summary, software_versions
+from .losses import LOSSES
 from .metrics import label_metrics
 from .reference_data import REPO_ROOT
 from .trainer import TrainConfig, TrainingResult
@@ -51,9 +52,8 @@ def training_record(data: list[dict], command: str, config: TrainConfig, result:
         "iterations": result.iterations,
         "sessions": result.sessions,
         "settings": config.describe(),
-        "loss": "Dice + cross-entropy (MONAI DiceCELoss, batch Dice, background excluded from Dice)",
-        "optimizer": f"AdamW lr {config.learning_rate}, weight decay {config.weight_decay}, "
-                     f"{config.warmup_iterations} warm-up iterations, cosine decay to {config.min_lr_ratio} x lr",
+        "loss": LOSSES[config.loss],
+        "optimizer": config.describe_optimizer(),
         "final_loss_mean_last_20": round(result.final_loss(), 5),
         "wall_time_s": round(result.train_seconds, 1),
         "hardware": hardware_summary(threads),

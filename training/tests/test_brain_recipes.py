@@ -1,0 +1,124 @@
+"""The brain recipes' data plumbing: reference files, peer consensus, label mappings, cards, and
+the comparison table. Training itself is exercised by test_training_smoke.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from MedSegAILib.bundle import parse_card
+from MedSegAILib.image import Volume
+from medsegai_training import comparison
+from medsegai_training.peer_consensus import PEERS, PeerError, PeerMasks, peer_masks
+from medsegai_training.reference_data import MRICRON, PackageSource, ReferenceDataError, fetch, sha256_of
+
+brain_structures = pytest.importorskip("medsegai_training.brain_structures")
+brain_extraction = pytest.importorskip("medsegai_training.brain_extraction")
+
+
+def test_a_cached_reference_file_with_another_checksum_is_refused(tmp_path):
+    source = PackageSource("pypi", "example", "1.0", {"image": ("example/data/image.nii.gz", "0" * 64)}, "MIT")
+    folder = tmp_path / "example-1.0"
+    folder.mkdir()
+    (folder / "image.nii.gz").write_bytes(b"not the recorded file")
+    with pytest.raises(ReferenceDataError, match="does not have the recorded SHA-256"):
+        fetch(source, tmp_path)
+
+
+def test_a_cached_reference_file_with_its_checksum_is_used_without_downloading(tmp_path):
+    content = b"recorded bytes"
+    (tmp_path / "example-1.0").mkdir()
+    (tmp_path / "example-1.0" / "image.nii.gz").write_bytes(content)
+    import hashlib
+
+    source = PackageSource("pypi", "example", "1.0",
+                           {"image": ("example/data/image.nii.gz", hashlib.sha256(content).hexdigest())}, "MIT")
+    assert fetch(source, tmp_path) == {"image": tmp_path / "example-1.0" / "image.nii.gz"}
+
+
+def test_reference_sources_describe_licence_and_checksums():
+    described = MRICRON.describe()
+    assert described["package"] == "mricron-data==1.2.20211006+dfsg-4"
+    assert "AAL" in described["license"]
+    assert all(len(f["sha256"]) == 64 for f in described["files"].values())
+
+
+def _mask(shape, box) -> Volume:
+    array = np.zeros(shape, np.uint8)
+    array[box] = 1
+    return Volume(array, np.diag([1.0, 1.0, 2.0, 1.0]))
+
+
+def test_peer_consensus_is_where_both_peers_say_brain():
+    a = _mask((10, 10, 10), np.s_[2:8, 2:8, 2:8])  # 216 voxels
+    b = _mask((10, 10, 10), np.s_[3:9, 2:8, 2:8])  # 216 voxels, 180 shared
+    masks = PeerMasks(Path("head.nii.gz"), dict(zip(PEERS, (a, b))), [])
+    assert masks.consensus.array.sum() == 180
+    assert np.array_equal(masks.consensus.ijk_to_ras, a.ijk_to_ras)
+    assert masks.agreement_dice() == pytest.approx(2 * 180 / 432)
+
+
+def test_missing_peer_environment_is_a_clear_error(tmp_path):
+    head = tmp_path / "head.nii.gz"
+    head.write_bytes(b"x")
+    with pytest.raises(PeerError, match="setup_peers.sh"):
+        peer_masks(head, tmp_path / "masks", peers_python=tmp_path / "no-such-python")
+
+
+def test_structure_labels_map_both_atlases_by_side():
+    nm = brain_structures.atlas_mapping("neuromorphometrics").source_to_model
+    aal = brain_structures.atlas_mapping("aal").source_to_model
+    # Neuromorphometrics: 47 right / 48 left hippocampus; AAL: 37 Hippocampus_L, 38 Hippocampus_R
+    assert nm[47] == aal[38] == 1 and nm[48] == aal[37] == 2
+    assert sorted(nm.values()) == sorted(aal.values()) == list(range(1, 13))
+
+
+def test_structure_left_right_swap_pairs_each_label_with_its_mirror():
+    swap = brain_structures.left_right_swap()
+    assert all(swap[swap[v]] == v and swap[v] != v for v in swap)
+    names = {v: f"{side} {s.name}" for v, s, side in brain_structures.model_values()}
+    assert all(names[v].split(" ", 1)[1] == names[swap[v]].split(" ", 1)[1] for v in swap)
+
+
+def test_aal_names_match_the_mapping_when_the_atlas_is_cached():
+    names_file = Path(__file__).resolve().parents[2] / ".cache" / "reference" / \
+        f"{MRICRON.package}-{MRICRON.version}" / "aal.nii.txt"
+    if not names_file.exists() or sha256_of(names_file) != MRICRON.files["aal_names"][1]:
+        pytest.skip("AAL not fetched (python -m medsegai_training.brain_structures fetches it)")
+    names = {int(line.split()[0]): line.split()[1] for line in names_file.read_text().splitlines() if line.strip()}
+    model = {v: f"{side} {s.name}" for v, s, side in brain_structures.model_values()}
+    aal_name = {"hippocampus": "Hippocampus", "amygdala": "Amygdala", "caudate": "Caudate", "putamen": "Putamen",
+                "pallidum": "Pallidum", "thalamus": "Thalamus"}
+    for source, value in brain_structures.atlas_mapping("aal").source_to_model.items():
+        side, structure = model[value].split(" ", 1)
+        assert names[source] == f"{aal_name[structure]}_{side[0].upper()}"
+
+
+@pytest.mark.parametrize("network", ["unet", "deeplabv3plus"])
+def test_brain_cards_are_valid_and_state_their_licence(network):
+    extraction = parse_card(brain_extraction.card_document(network), "extraction")
+    structures = parse_card(brain_structures.card_document(network), "structures")
+    assert extraction.raw["license"]["commercial_use"] is True
+    assert structures.raw["license"]["commercial_use"] is False
+    assert "NON-COMMERCIAL" in structures.raw["license"]["notes"]
+    assert [label.name for label in structures.labels][:2] == ["right hippocampus", "left hippocampus"]
+
+
+def _summary(task, network, dice_by_label, seconds=3.0):
+    return {"task": task, "network": network, "train_seconds": 100.0, "iterations": 50, "bundle_bytes": 2**20,
+            "held_out": {"case": "head", "seconds": seconds, "stage_seconds": {},
+                         "scores": {"consensus": {k: {"dice": v, "hd95": 2.0} for k, v in dice_by_label.items()}}}}
+
+
+def test_comparison_table_marks_the_better_network_per_task(tmp_path):
+    for network, dice in (("unet", 0.95), ("deeplabv3plus", 0.90)):
+        folder = tmp_path / network
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps(_summary("brain extraction", network, {"brain": dice})))
+    rows = comparison.collect(tmp_path)
+    assert {(r.network, r.mean_dice) for r in rows} == {("unet", 0.95), ("deeplabv3plus", 0.90)}
+    table = comparison.markdown(rows)
+    assert "| **0.9500** |" in table and "| 0.9000 |" in table
