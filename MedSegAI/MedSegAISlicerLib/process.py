@@ -17,6 +17,8 @@ from typing import Callable, Protocol, Sequence
 
 import psutil
 
+from MedSegAILib.process_hygiene import malloc_environment
+
 CANCELLED_EXIT_CODE = 130
 
 
@@ -193,9 +195,10 @@ class SegmentRequest:
         return cmd + list(self.extra_outputs)
 
     def environment(self, base: dict) -> dict:
-        """The child's environment: on ``cpu``, CUDA is hidden so torch never initialises a GPU
-        (a broken driver then cannot crash the run)."""
-        env = dict(base)
+        """The child's environment: glibc malloc thresholds that spare it most page faults (see
+        :mod:`MedSegAILib.process_hygiene`; values the user set are kept); on ``cpu``, CUDA is
+        hidden so torch never initialises a GPU (a broken driver then cannot crash the run)."""
+        env = malloc_environment(base)
         if self.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = "-1"
         return env

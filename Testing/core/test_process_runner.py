@@ -10,6 +10,7 @@ import pytest
 from MedSegAILib.bundle import write_bundle
 from MedSegAILib.image import read_volume, write_volume
 from MedSegAILib.networks import build_network
+from MedSegAILib.process_hygiene import MALLOC_THRESHOLD_BYTES, glibc_version, malloc_environment
 from MedSegAISlicerLib.process import CliProcess, ProcessCancelled, ProcessFailed, SegmentRequest, kill_process_tree
 
 from testing_support import asymmetric_structure, make_card, volume_on
@@ -32,8 +33,15 @@ def test_segment_request_builds_the_cli_command():
     assert req.command("py") == ["py", "-m", "MedSegAILib", "--progress", "json", "segment", "a.nrrd", "--model", "m",
                                  "--output", "out", "--device", "cpu", "--roi=1,2,3,4.5,5,6", "--labels", "A,B",
                                  "--fast", "--nifti"]
-    assert req.environment({"A": "1"}) == {"A": "1", "CUDA_VISIBLE_DEVICES": "-1"}
+    assert req.environment({"A": "1"}) == malloc_environment({"A": "1", "CUDA_VISIBLE_DEVICES": "-1"})
     assert "CUDA_VISIBLE_DEVICES" not in SegmentRequest(["a"], "m", "o").environment({})
+
+
+@pytest.mark.skipif(glibc_version() is None, reason="glibc only")
+def test_child_environment_sets_malloc_thresholds_and_keeps_the_users():
+    env = SegmentRequest(["a"], "m", "o").environment({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=7"})
+    assert env["GLIBC_TUNABLES"].split(":") == [
+        "glibc.malloc.trim_threshold=7", f"glibc.malloc.mmap_threshold={MALLOC_THRESHOLD_BYTES}"]
 
 
 def test_child_run_streams_progress_and_writes_the_result(request_files):

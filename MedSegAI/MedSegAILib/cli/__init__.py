@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import __version__
 from ..bundle import Catalog, default_user_models_dir
 from ..errors import Cancelled, MedSegAIError
+from ..process_hygiene import skip_unused_imports, tune_malloc
 from ..progress import CancelToken
 from . import measure_command, models_command, segment_command
 from .reporting import Reporter
@@ -82,4 +83,7 @@ def _restore_handlers(previous: dict) -> None:
 
 
 def entry_point() -> None:
+    """The ``medsegai`` process: allocator and import settings first (see :mod:`..process_hygiene`)."""
+    tune_malloc()
+    skip_unused_imports()
     sys.exit(main())
