@@ -36,6 +36,8 @@ class SegmentationOptions:
         roi_ras: ``(min_corner, max_corner)`` of an RAS box; only voxels inside are segmented.
         labels: names of the labels to keep (None: all).
         tta: flip test-time augmentation when the card defines flips (slower, a little smoother).
+        precision: ``auto`` (float16 mixed precision on CUDA, float32 elsewhere), ``fp32`` or
+            ``bf16`` (bfloat16 autocast; see :func:`~MedSegAILib.inference.autocast_dtype`).
         force: run even when the card says to refuse such inputs.
         allow_empty: an empty result is returned instead of raising :class:`EmptyResultError`.
         memory_limit_bytes: refuse jobs estimated to need more host memory than this (shared
@@ -48,6 +50,7 @@ class SegmentationOptions:
     roi_ras: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     labels: list[str] | None = None
     tta: bool = False
+    precision: str = "auto"
     force: bool = False
     allow_empty: bool = False
     memory_limit_bytes: int | None = None
@@ -150,7 +153,8 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(options.threads or physical_cores())
     try:
-        engine = InferenceEngine(bundle.build_network(card), card.inference, device, stitch_device, options.tta)
+        engine = InferenceEngine(bundle.build_network(card), card.inference, device, stitch_device, options.tta,
+                                 options.precision)
         probabilities = engine.predict(prepared.image, reporter)
     finally:
         torch.set_num_threads(previous_threads)

@@ -5,7 +5,8 @@ from monai.inferers import sliding_window_inference
 
 from MedSegAILib.bundle.card import InferenceSettings
 from MedSegAILib.errors import Cancelled, ResourceError
-from MedSegAILib.inference import InferenceEngine, count_windows, select_device, window_starts
+from MedSegAILib.inference import (PRECISIONS, InferenceEngine, autocast_dtype, count_windows, select_device,
+                                   window_starts)
 from MedSegAILib.progress import CancelToken, ProgressReporter
 
 
@@ -85,6 +86,46 @@ def test_device_selection():
             select_device("cuda")
     with pytest.raises(ResourceError, match="unknown device"):
         select_device("tpu")
+
+
+def test_precision_picks_the_autocast_dtype():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("auto", cuda) is torch.float16
+    assert autocast_dtype("fp32", cuda) is None
+    assert autocast_dtype("bf16", cpu) is autocast_dtype("bf16", cuda) is torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype("fp8", cpu)
+
+
+def test_bf16_runs_the_network_under_bfloat16_autocast():
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(1, 2, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            seen.append(y.dtype)
+            return y
+
+    probe, settings = Probe(), InferenceSettings((8, 8, 8), 0.0)
+    image = np.random.default_rng(0).standard_normal((1, 8, 8, 8)).astype(np.float32)
+    plain = InferenceEngine(probe, settings, torch.device("cpu")).predict(image)
+    half = InferenceEngine(probe, settings, torch.device("cpu"), precision="bf16").predict(image)
+    assert seen == [torch.float32, torch.bfloat16] and half.dtype == np.float32
+    np.testing.assert_allclose(half, plain, atol=2e-2)
+
+
+def test_cli_takes_every_precision_and_no_other():
+    from MedSegAILib.cli import build_parser
+
+    base = ["segment", "ct.nrrd", "-m", "model", "-o", "out"]
+    assert [build_parser().parse_args(base + ["--precision", p]).precision for p in PRECISIONS] == list(PRECISIONS)
+    assert build_parser().parse_args(base).precision == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(base + ["--precision", "fp16"])
 
 
 def test_eta_is_estimated_during_inference():

@@ -104,6 +104,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", help="comma-separated label names to keep (default: all)")
     p.add_argument("--fast", action="store_true", help="use the model's fast, low-resolution variant")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (slower)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto (default): float16 mixed precision on CUDA, float32 elsewhere; bf16: bfloat16 autocast "
+                        "(fast only on CPUs with AVX512-BF16 or AMX, far slower on others)")
     p.add_argument("--force", action="store_true", help="run even if the model card says the input does not fit")
     p.add_argument("--allow-empty", action="store_true", help="write outputs even if nothing is found")
     p.add_argument("--nifti", action="store_true", help="also write a NIfTI label map and labels JSON")
@@ -127,8 +130,8 @@ def run(args: argparse.Namespace, catalog, reporter: Reporter, cancel: CancelTok
             raise InputImageError(f"unknown surface format {s!r}", "use --surfaces stl, obj or stl,obj")
     options = SegmentationOptions(
         device=args.device, threads=args.threads, variant="fast" if args.fast else None, roi_ras=parse_roi(args.roi),
-        labels=[x.strip() for x in args.labels.split(",")] if args.labels else None, tta=args.tta, force=args.force,
-        allow_empty=args.allow_empty,
+        labels=[x.strip() for x in args.labels.split(",")] if args.labels else None, tta=args.tta,
+        precision=args.precision, force=args.force, allow_empty=args.allow_empty,
         memory_limit_bytes=int(args.max_memory_gb * 2**30) if args.max_memory_gb else None)
     outputs = OutputOptions(nifti=args.nifti, surfaces=surfaces, measurements=not args.no_measurements,
                             smoothing=args.smoothing)
