@@ -10,13 +10,17 @@ One run measures
    sliding_window_inference on the same preprocessed tensor with the same network and settings;
 4. scale: end-to-end seconds and peak RSS (whole process and per pipeline stage) on synthetic CTs
    from 128^3 to 512x512x600, each in a fresh subprocess;
-5. allocator hygiene: one case with default glibc malloc and with large trim/mmap thresholds.
+5. allocator hygiene: default glibc malloc vs MedSegAI's thresholds (page faults, CPU, time, RSS);
+6. bfloat16 autocast: forward speed, and with --bf16-dice the Dice change of segment() per label;
+7. ONNX Runtime vs PyTorch: one patch and the whole sliding window;
+8. OpenMP waiting: PyTorch's threads spinning (default) or sleeping (OMP_WAIT_POLICY=PASSIVE).
 
 Writes bench/results/latest.md and latest.json. See bench/README.md.
 
 Usage:
     .venv/bin/python bench/run_benchmark.py            # full, ~10 min on 2 cores
-    .venv/bin/python bench/run_benchmark.py --quick    # subset, ~2 min
+    .venv/bin/python bench/run_benchmark.py --quick    # subset, ~3 min
+    .venv/bin/python bench/run_benchmark.py --sections bf16 --bf16-dice --out /tmp/bf16
 """
 
 from __future__ import annotations
@@ -36,10 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
+import inference_options
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 MODEL_ID = "medsegai-ct-chest-demo"
 MIB = 2**20
+SECTIONS = ("peak", "forward", "overhead", "scale", "malloc", "bf16", "onnx", "omp")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -276,16 +283,72 @@ def bench_bare_swi(path: Path, bundle, threads: int, repeats: int) -> dict:
             "out_shape": list(y.shape)}
 
 
-def run_cli(path: Path, out_dir: Path, threads: int) -> float:
+def run_measured(cmd: list[str], env: dict | None = None) -> dict:
+    """Run a command to its end: wall seconds, its CPU seconds and minor page faults (from
+    RUSAGE_CHILDREN, so one child at a time) and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return {"wall_s": wall, "cpu_user_s": after.ru_utime - before.ru_utime, "cpu_sys_s": after.ru_stime - before.ru_stime,
+            "minflt": after.ru_minflt - before.ru_minflt, "stdout": proc.stdout}
+
+
+def run_cli(path: Path, out_dir: Path, threads: int, *extra: str) -> float:
     exe = Path(sys.executable).parent / "medsegai"
     cmd = [str(exe), "--progress", "none", "segment", str(path), "-m", MODEL_ID, "-o", str(out_dir),
-           "--device", "cpu", "--threads", str(threads), "--allow-empty"]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    dt = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"CLI failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return dt
+           "--device", "cpu", "--threads", str(threads), "--allow-empty", *extra]
+    return run_measured(cmd)["wall_s"]
+
+
+# What a minimal hand-written script does for the same labels: SimpleITK read, resampling to the
+# model spacing, CT window, MONAI sliding window, argmax, nearest-neighbour resampling of the labels
+# back to the scan, compressed NRRD. No reorientation, no per-class interpolation, no clean-up.
+BARE_SCRIPT = """
+import sys
+import numpy as np, SimpleITK as sitk, torch
+from monai.inferers import sliding_window_inference
+from MedSegAILib.bundle import Catalog
+src, out, model, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+torch.set_num_threads(threads)
+bundle = Catalog.default().get(model)
+pre, inf = bundle.card.preprocessing, bundle.card.inference
+image = sitk.ReadImage(src)
+size = [int(round(n * s / t)) for n, s, t in zip(image.GetSize(), image.GetSpacing(), pre.target_spacing)]
+resampled = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), pre.target_spacing,
+                          image.GetDirection(), -1000.0, sitk.sitkFloat32)
+low, high = pre.normalization.window
+array = (np.clip(sitk.GetArrayFromImage(resampled), low, high) - low) / (high - low)
+x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 1, 0)))[None, None]
+net = bundle.build_network().eval()
+with torch.inference_mode():
+    logits = sliding_window_inference(x, inf.patch_size, inf.sw_batch_size, net, overlap=inf.overlap, mode=inf.blending)
+labels = sitk.GetImageFromArray(logits.argmax(1)[0].numpy().astype(np.uint8).transpose(2, 1, 0))
+labels.CopyInformation(resampled)
+sitk.WriteImage(sitk.Resample(labels, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0), out, True)
+"""
+
+
+def run_bare_script(path: Path, out_path: Path, threads: int) -> float:
+    return run_measured([sys.executable, "-c", BARE_SCRIPT, str(path), str(out_path), MODEL_ID, str(threads)])["wall_s"]
+
+
+def cli_imports(repeats: int) -> dict:
+    """Seconds and CPU seconds of a fresh interpreter importing what ``medsegai segment`` needs,
+    with and without :func:`MedSegAILib.process_hygiene.skip_unused_imports` (best of ``repeats``)."""
+    needed = "import MedSegAILib.cli, MedSegAILib.pipeline, MedSegAILib.outputs, MedSegAILib.image"
+    variants = {"all of MONAI's imports": needed,
+                "unused ones skipped (CLI)": "from MedSegAILib.process_hygiene import skip_unused_imports\n"
+                                             "skip_unused_imports()\n" + needed}
+    runs: dict[str, list[dict]] = {k: [] for k in variants}
+    for _ in range(repeats):
+        for name, code in variants.items():
+            runs[name].append(run_measured([sys.executable, "-c", code]))
+    return {name: {"wall_s": min(r["wall_s"] for r in rs), "cpu_s": min(r["cpu_user_s"] + r["cpu_sys_s"] for r in rs)}
+            for name, rs in runs.items()}
 
 
 # --------------------------------------------------------------------------- 4/5. child process
@@ -367,6 +430,7 @@ def child_main(path: Path, out_dir: Path, threads: int) -> None:
     mem.wrap(measurements, "intensity_statistics", "intensity")
 
     t0 = time.perf_counter()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     vol = read_volume(path)
     reporter = ProgressReporter(lambda event: mem.stage(event.stage))
     result = segment([vol], bundle, SegmentationOptions(device="cpu", threads=threads, allow_empty=True), reporter)
@@ -374,6 +438,7 @@ def child_main(path: Path, out_dir: Path, threads: int) -> None:
     mem.stage("write")
     write_outputs(result, vol, out_dir, "case")
     t2 = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     mem.stage("end")
     plan = SpatialPlan.for_grid(vol.grid, bundle.card.preprocessing.target_spacing)
     stage_peaks = {k: v / 1024 for k, v in mem.peaks.items() if "/" not in k}
@@ -384,6 +449,9 @@ def child_main(path: Path, out_dir: Path, threads: int) -> None:
         "import_s": import_s,
         "total_s": t2 - t0,
         "stages_s": {"load+segment": t1 - t0, **result.seconds, "write": t2 - t1},
+        # the work itself (read to written), imports excluded
+        "work": {"cpu_user_s": usage.ru_utime - usage0.ru_utime, "cpu_sys_s": usage.ru_stime - usage0.ru_stime,
+                 "minflt": usage.ru_minflt - usage0.ru_minflt},
         # resetting VmHWM also lowers ru_maxrss, so the whole-run peak is the largest stage peak
         "peak_rss_mib": max(stage_peaks.values()) if mem.enabled else
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -396,20 +464,44 @@ def child_main(path: Path, out_dir: Path, threads: int) -> None:
     print("BENCH_JSON " + json.dumps(out), flush=True)
 
 
-def run_child(path: Path, out_dir: Path, threads: int, env_extra: dict | None = None) -> dict:
-    env = dict(os.environ)
-    env.update(env_extra or {})
+def onnx_child_main(path: Path, folder: Path, threads: int) -> None:
+    """Section 7 in a fresh process (so OMP_WAIT_POLICY from its environment applies to PyTorch)."""
+    import torch
+    from MedSegAILib.image import read_volume
+    from MedSegAILib.preprocessing import prepare_case
+    bundle = open_bundle()
+    image = torch.from_numpy(prepare_case([read_volume(path)], bundle.card.preprocessing).image)[None]
+    folder.mkdir(parents=True, exist_ok=True)
+    print("BENCH_JSON " + json.dumps(inference_options.onnx_vs_torch(bundle, image, threads, folder)), flush=True)
+
+
+def run_onnx_child(path: Path, folder: Path, threads: int, omp_wait_policy: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = omp_wait_policy
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--onnx-child", str(path), "--child-out", str(folder),
+           "--threads", str(threads)]
+    stdout = run_measured(cmd, env)["stdout"]
+    return json.loads(next(x for x in stdout.splitlines() if x.startswith("BENCH_JSON "))[len("BENCH_JSON "):])
+
+
+def malloc_env(tuned: bool) -> dict:
+    """This environment with glibc's default malloc, or with MedSegAI's thresholds (what the CLI
+    sets with mallopt and the Slicer module in its child's environment)."""
+    from MedSegAILib.process_hygiene import malloc_environment
+    env = {k: v for k, v in os.environ.items()
+           if k != "GLIBC_TUNABLES" and not (k.startswith("MALLOC_") and k.endswith("_"))}
+    return malloc_environment(env) if tuned else env
+
+
+def run_child(path: Path, out_dir: Path, threads: int, tuned_malloc: bool = True) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(path), "--child-out", str(out_dir),
            "--threads", str(threads)]
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed ({proc.returncode}): {stderr[-3000:]}")
-    line = next(x for x in stdout.splitlines() if x.startswith("BENCH_JSON "))
+    run = run_measured(cmd, malloc_env(tuned_malloc))
+    line = next(x for x in run.pop("stdout").splitlines() if x.startswith("BENCH_JSON "))
     data = json.loads(line[len("BENCH_JSON "):])
-    data["process_wall_s"] = wall
+    data["process"] = run
+    data["process_wall_s"] = run["wall_s"]
     return data
 
 
@@ -426,24 +518,30 @@ def fmt(v, nd=2):
 def markdown(res: dict) -> str:
     m = res["machine"]
     L = ["# MedSegAI benchmark", "",
-         f"{res['date']} - mode: {'quick' if res['quick'] else 'full'} - total {res['bench_wall_s']:.0f} s", "",
+         f"{res['date']} - mode: {'quick' if res['quick'] else 'full'} - sections: {', '.join(res['sections'])} - "
+         f"total {res['bench_wall_s']:.0f} s - load average (1 min) {fmt(res['load_average_start'], 1)} at the start, "
+         f"{fmt(res['load_average_end'], 1)} at the end (other users' jobs on the same cores)", "",
          f"**Machine:** {m['cpu']} ({', '.join(m['simd'])}), {m['physical_cores']} physical / {m['logical_cores']} "
          f"logical cores, {m['memory_gib']} GiB; torch {m['torch']} ({m['torch_threads']} threads), "
          f"monai {m['monai']}, numpy {m['numpy']}, SimpleITK {m['SimpleITK']}, Python {m['python']}", ""]
-    mm = res["matmul"]
-    L += ["## 1. Machine peak", "",
-          f"float32 {mm['n']}x{mm['n']} matmul, {mm['runs']} runs: **{mm['gflops_peak']:.1f} GFLOP/s** best, "
-          f"{mm['gflops_median']:.1f} median.", ""]
-    L += ["## 2. Network forward efficiency (1 patch, batch 1, inference mode)", "",
-          "| network | input | params (M) | GFLOP | first (s) | best (s) | GFLOP/s | % of peak |",
-          "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for f in res["forward"]:
-        if "skipped" in f:
-            L.append(f"| {f['network']} | - | - | - | - | - | - | skipped: {f['skipped']} |")
-            continue
-        L.append(f"| {f['network']} | {'x'.join(map(str, f['input'][2:]))} | {f['params_M']:.2f} | {f['gflop']:.1f} | "
-                 f"{f['first_s']:.3f} | {f['best_s']:.3f} | {f['gflops']:.1f} | {f['pct_peak']:.0f} % |")
-    L += ["", "FLOPs: torch.utils.flop_counter (convolutions and matmuls only; norms and activations are not counted).", ""]
+    mm = res.get("matmul")
+    if mm:
+        L += ["## 1. Machine peak", "",
+              f"float32 {mm['n']}x{mm['n']} matmul, {mm['runs']} runs: **{mm['gflops_peak']:.1f} GFLOP/s** best, "
+              f"{mm['gflops_median']:.1f} median.", ""]
+    if res.get("forward"):
+        L += ["## 2. Network forward efficiency (1 patch, batch 1, inference mode)", "",
+              "| network | input | params (M) | GFLOP | first (s) | best (s) | GFLOP/s | % of peak |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for f in res["forward"]:
+            if "skipped" in f:
+                L.append(f"| {f['network']} | - | - | - | - | - | - | skipped: {f['skipped']} |")
+                continue
+            L.append(f"| {f['network']} | {'x'.join(map(str, f['input'][2:]))} | {f['params_M']:.2f} | "
+                     f"{f['gflop']:.1f} | {f['first_s']:.3f} | {f['best_s']:.3f} | {f['gflops']:.1f} | "
+                     f"{f['pct_peak']:.0f} % |")
+        L += ["", "FLOPs: torch.utils.flop_counter (convolutions and matmuls only; norms and activations are not "
+              "counted).", ""]
     o = res.get("overhead")
     if o:
         c = o["bare_swi"]
@@ -455,16 +553,32 @@ def markdown(res: dict) -> str:
               f"| (a) MedSegAI in-process: read + segment + write_outputs (warm, best of {o['repeats']}) | "
               f"{o['inprocess_best_s']:.2f} | {o['inprocess_best_s'] / c['best_s']:.1f}x |",
               f"| (a') same, first call in the process | {o['inprocess_first_s']:.2f} | "
-              f"{o['inprocess_first_s'] / c['best_s']:.1f}x |"]
+              f"{o['inprocess_first_s'] / c['best_s']:.1f}x |",
+              f"| (a'') `segment()` alone: preprocess, inference, labels back on the scan, clean-up (best) | "
+              f"{o['segment_best_s']:.2f} | {o['segment_best_s'] / c['best_s']:.2f}x |"]
         if o.get("cli_s") is not None:
-            L.append(f"| (b) CLI subprocess `medsegai segment` (interpreter start included) | {o['cli_s']:.2f} | "
-                     f"{o['cli_s'] / c['best_s']:.1f}x |")
-        L += [f"| (c) bare MONAI sliding_window_inference on the prepared tensor (best) | {c['best_s']:.2f} | 1.0x |",
-              "", "Per stage of (a), best run (s): " + ", ".join(f"{k} {v:.2f}" for k, v in o["inprocess_stages"].items()),
-              ""]
+            L += [f"| (b) CLI subprocess `medsegai segment` (interpreter start included) | {o['cli_s']:.2f} | "
+                  f"{o['cli_s'] / c['best_s']:.1f}x |",
+                  f"| (b') same, `--no-measurements` (labels only) | {o['cli_labels_only_s']:.2f} | "
+                  f"{o['cli_labels_only_s'] / c['best_s']:.1f}x |"]
+        L.append(f"| (c) bare MONAI sliding_window_inference on the prepared tensor (best) | {c['best_s']:.2f} | 1.0x |")
+        if o.get("bare_script_s") is not None:
+            L.append(f"| (d) bare script subprocess, same labels: SimpleITK read and resampling, MONAI sliding window, "
+                     f"argmax, nearest-neighbour back, NRRD | {o['bare_script_s']:.2f} | "
+                     f"{o['bare_script_s'] / c['best_s']:.1f}x |")
+        L += ["", "Per stage of (a), best run (s): " + ", ".join(f"{k} {v:.2f}" for k, v in o["inprocess_stages"].items())]
+        if o.get("bare_script_s") is not None:
+            L += ["", f"Like for like: (a'')/(c) = **{o['segment_best_s'] / c['best_s']:.2f}x** in-process; "
+                      f"(b')/(d) = **{o['cli_labels_only_s'] / o['bare_script_s']:.2f}x** as processes (MedSegAI also "
+                      "reorients, interpolates class scores linearly and cleans labels up; (d) does none of it).", "",
+                  "Import cost of `medsegai segment` in a fresh interpreter (best of "
+                  f"{o['repeats']}): " + "; ".join(f"{k} {v['wall_s']:.2f} s ({v['cpu_s']:.2f} CPU-s)"
+                                                    for k, v in o["imports"].items()) + "."]
+        L.append("")
     s = res.get("scale")
     if s:
-        L += ["## 4. Scale (each case in a fresh subprocess; native spacing 0.8x0.8x1.0 mm)", "",
+        L += ["## 4. Scale (each case in a fresh subprocess with MedSegAI's malloc thresholds; native spacing "
+              "0.8x0.8x1.0 mm)", "",
               "| input (xyz) | input MiB | model grid | total s | load+pre s | inference s | postprocess s | write s | "
               "peak RSS MiB | RSS / input | peak stage |",
               "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -508,114 +622,237 @@ def markdown(res: dict) -> str:
     g = res.get("malloc")
     if g:
         L += ["## 5. Allocator hygiene", "",
-              f"Case {'x'.join(map(str, g['shape_xyz']))}, fresh subprocess each, alternating, {g['repeats']} each.", "",
-              "| glibc malloc | total s (best) | total s (all) | peak RSS MiB |", "|---|---:|---|---:|"]
-        for name, runs in g["runs"].items():
-            L.append(f"| {name} | {min(r['total_s'] for r in runs):.2f} | "
-                     + ", ".join("%.2f" % r["total_s"] for r in runs) + f" | {max(r['peak_rss_mib'] for r in runs):.0f} |")
+              f"Fresh subprocess each, alternating, {g['repeats']} each. MedSegAI's thresholds: `GLIBC_TUNABLES={g['env']}` "
+              "(the CLI sets the same with mallopt). CPU and page faults: the work from reading to written outputs, "
+              "imports excluded.", "",
+              "| case | glibc malloc | total s (best) | inference s (best) | CPU s (best) | of it system | "
+              "minor page faults | peak RSS MiB |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for case, configs in g["runs"].items():
+            for name, runs in configs.items():
+                best = min(runs, key=lambda r: r["total_s"])
+                L.append(f"| {case} | {name} | {best['total_s']:.2f} | {min(r['inference_s'] for r in runs):.2f} | "
+                         f"{min(r['cpu_s'] for r in runs):.2f} | {100 * best['cpu_sys_s'] / best['cpu_s']:.0f} % | "
+                         f"{statistics.median(r['minflt'] for r in runs):,.0f} | "
+                         f"{max(r['peak_rss_mib'] for r in runs):.0f} |")
+        L.append("")
+    b = res.get("bf16")
+    if b:
+        L += ["## 6. bfloat16 autocast (CPU)", "",
+              f"One forward of the demo DynUNet on {'x'.join(map(str, b['input'][2:]))} (PyTorch CPU capability "
+              f"{b['cpu_capability']}): float32 {b['fp32_s']:.3f} s (best), bf16 autocast {b['bf16_s']:.3f} s: "
+              f"**{b['speedup']:.2f}x**; largest logit difference {b['max_abs_logit_diff']:.3f}, argmax agreement "
+              f"{100 * b['argmax_agreement']:.2f} %.", ""]
+        seg = b.get("segment")
+        if seg:
+            L += [f"`segment()` of {seg['case']}: float32 {seg['seconds']['fp32']:.1f} s, bf16 "
+                  f"{seg['seconds']['bf16']:.1f} s.", "",
+                  "| label | Dice fp32 | Dice bf16 | change | Dice bf16 vs fp32 |", "|---|---:|---:|---:|---:|"]
+            for name, d32 in seg["dice_fp32"].items():
+                d16 = seg["dice_bf16"][name]
+                L.append(f"| {name} | {d32:.4f} | {d16:.4f} | {d16 - d32:+.4f} | {seg['dice_bf16_vs_fp32'][name]:.4f} |")
+        else:
+            L.append("Dice change not measured (bf16 is not faster here; `--bf16-dice` measures it anyway).")
+        L.append("")
+    onnx = res.get("onnx")
+    if onnx:
+        L += ["## 7. ONNX Runtime vs PyTorch (CPU, same threads)", ""]
+        skipped = [x["skipped"] for x in onnx.values() if "skipped" in x]
+        if skipped:
+            L += [f"Skipped: {skipped[0]}.", ""]
+        else:
+            x = next(iter(onnx.values()))
+            L += [f"onnxruntime {x['onnxruntime']}; exported with medsegai_training.onnx_export in {x['export_s']:.1f} s; "
+                  f"check on one random patch: largest logit difference {x['check_max_abs_diff']:.1e}, argmax "
+                  f"agreement {100 * x['check_argmax_agreement']:.2f} %. Fresh process per row; PyTorch's OpenMP "
+                  "threads spin while waiting by default, or sleep with OMP_WAIT_POLICY=PASSIVE (section 8).", "",
+                  "| PyTorch OMP_WAIT_POLICY | work | PyTorch s | ONNX Runtime s | PyTorch / ORT | load average |",
+                  "|---|---|---:|---:|---:|---:|"]
+            for policy, x in onnx.items():
+                L += [f"| {policy} | one {'x'.join(map(str, x['patch']))} patch (best) | {x['patch_s']['torch']:.3f} | "
+                      f"{x['patch_s']['onnxruntime']:.3f} | {x['patch_s']['torch'] / x['patch_s']['onnxruntime']:.2f}x | "
+                      f"{fmt(x['load_average'], 1)} |",
+                      f"| {policy} | sliding window over {'x'.join(map(str, x['model_grid']))} (best) | "
+                      f"{x['swi_s']['torch']:.2f} | {x['swi_s']['onnxruntime']:.2f} | "
+                      f"{x['swi_s']['torch'] / x['swi_s']['onnxruntime']:.2f}x | {fmt(x['load_average'], 1)} |"]
+            x = onnx["default"]
+            L += ["", f"Sliding-window outputs: largest difference {x['swi_max_abs_diff']:.1e}, argmax agreement "
+                      f"{100 * x['swi_argmax_agreement']:.3f} %.", ""]
+    w = res.get("omp")
+    if w:
+        L += ["## 8. OpenMP wait policy", "",
+              f"Best forward of one {'x'.join(map(str, w['patch']))} patch ({w['threads']} threads), fresh process each, "
+              f"alternating; mean load average {fmt(w['load_average'], 1)}.", "",
+              "| OMP_WAIT_POLICY | best s per round |", "|---|---|"]
+        for name, times in w["forward_s"].items():
+            L.append(f"| {name} | " + ", ".join(f"{t:.3f}" for t in times) + " |")
         L.append("")
     return "\n".join(L)
 
 
 # --------------------------------------------------------------------------- main
 
+def slicerio_ct() -> Path:
+    """slicerio's CTChest4: the demo model's own (training) subject."""
+    import slicerio
+    return Path(slicerio.__file__).parent / "data" / "CTChest4.nrrd"
+
+
+def summarise(run: dict) -> dict:
+    """What the allocator section reports of one child run."""
+    work = run["work"]
+    return {"total_s": run["total_s"], "inference_s": run["stages_s"].get("inference"),
+            "cpu_s": work["cpu_user_s"] + work["cpu_sys_s"], "cpu_sys_s": work["cpu_sys_s"], "minflt": work["minflt"],
+            "peak_rss_mib": run["peak_rss_mib"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="~2 minute subset")
+    ap.add_argument("--quick", action="store_true", help="~3 minute subset")
     ap.add_argument("--out", type=Path, default=HERE / "results", help="results folder (latest.md, latest.json)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
-    ap.add_argument("--no-cli", action="store_true", help="skip the CLI subprocess measurement")
+    ap.add_argument("--no-cli", action="store_true", help="skip the CLI subprocess measurements")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+    ap.add_argument("--bf16-dice", action="store_true",
+                    help="also segment CTChest4 in bf16 for the Dice change (done anyway where bf16 is faster; "
+                         "takes long where it is slower)")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--onnx-child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     threads = args.threads or physical_cores()
     if args.child:
         child_main(args.child, args.child_out, threads)
         return
+    if args.onnx_child:
+        onnx_child_main(args.onnx_child, args.child_out, threads)
+        return
+    sections = [x for x in args.sections.split(",") if x]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+    if "forward" in sections and "peak" not in sections:
+        sections.insert(0, "peak")  # efficiency is relative to the peak
 
     import torch
     torch.set_num_threads(threads)
     t_start = time.perf_counter()
     quick = args.quick
-    res: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": quick, "machine": machine_info(threads)}
-
-    log("[1/5] matmul peak")
-    res["matmul"] = bench_matmul(0.8 if quick else 2.0)
-    peak = res["matmul"]["gflops_peak"]
-    log(f"      {peak:.1f} GFLOP/s")
-
-    log("[2/5] network forward efficiency")
-    from MedSegAILib.networks import build_network
+    res: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": quick, "sections": sections,
+                 "load_average_start": inference_options.load_average(), "machine": machine_info(threads)}
     bundle = open_bundle()
     card = bundle.card
     patch = list(card.inference.patch_size)
-    fw = [bench_forward(f"demo DynUNet {card.network.args.get('filters')}", bundle.build_network(),
-                        [1, 1, *patch], 5 if quick else 10, peak)]
-    dl_args = {"in_channels": 1, "out_channels": card.num_classes, "channels": [16, 32, 64, 128]}
-    fw.append(bench_forward("MedSegAI DeepLabv3+ [16..128], aspp 64", build_network("deeplabv3plus", dl_args),
-                            [1, 1, *patch], 5 if quick else 10, peak))
-    if quick:
-        fw.append({"network": "nnU-Net-size DynUNet 96^3", "skipped": "--quick"})
-    else:
-        fw.append(bench_forward("nnU-Net-size DynUNet [32..320] (MONAI)", nnunet_dynunet(), [1, 1, 96, 96, 96], 30, peak,
-                                max_runs=3))
-    for f in fw:
-        if "skipped" not in f:
-            log(f"      {f['network']}: {f['gflop']:.1f} GFLOP, {f['best_s']:.3f} s, {f['gflops']:.1f} GFLOP/s "
-                f"({f['pct_peak']:.0f} %)")
-    res["forward"] = fw
+    step = iter(range(1, len(sections) + 1))
+
+    def header(title: str) -> None:
+        log(f"[{next(step)}/{len(sections)}] {title}")
+
+    if "peak" in sections:
+        header("matmul peak")
+        res["matmul"] = bench_matmul(0.8 if quick else 2.0)
+        log(f"      {res['matmul']['gflops_peak']:.1f} GFLOP/s")
+
+    if "forward" in sections:
+        header("network forward efficiency")
+        from MedSegAILib.networks import build_network
+        peak = res["matmul"]["gflops_peak"]
+        fw = [bench_forward(f"demo DynUNet {card.network.args.get('filters')}", bundle.build_network(),
+                            [1, 1, *patch], 5 if quick else 10, peak)]
+        dl_args = {"in_channels": 1, "out_channels": card.num_classes, "channels": [16, 32, 64, 128]}
+        fw.append(bench_forward("MedSegAI DeepLabv3+ [16..128], aspp 64", build_network("deeplabv3plus", dl_args),
+                                [1, 1, *patch], 5 if quick else 10, peak))
+        if quick:
+            fw.append({"network": "nnU-Net-size DynUNet 96^3", "skipped": "--quick"})
+        else:
+            fw.append(bench_forward("nnU-Net-size DynUNet [32..320] (MONAI)", nnunet_dynunet(), [1, 1, 96, 96, 96], 30,
+                                    peak, max_runs=3))
+        for f in fw:
+            if "skipped" not in f:
+                log(f"      {f['network']}: {f['gflop']:.1f} GFLOP, {f['best_s']:.3f} s, {f['gflops']:.1f} GFLOP/s "
+                    f"({f['pct_peak']:.0f} %)")
+        res["forward"] = fw
 
     with tempfile.TemporaryDirectory(prefix="medsegai-bench-") as tmp:
         tmp = Path(tmp)
-        log("[3/5] framework overhead")
         shape, spacing = (256, 256, 120), (1.5, 1.5, 2.5)
-        ct = write_ct(tmp / "overhead.nrrd", shape, spacing)
-        repeats = 2 if quick else 3
-        runs = [run_e2e_inprocess(ct, tmp / "out_a", bundle, threads) for _ in range(repeats + 1)]
-        best = min(runs[1:], key=lambda r: r["total_s"])
-        bare = bench_bare_swi(ct, bundle, threads, repeats)
-        torch.set_num_threads(threads)
-        cli_s = None
-        if not args.no_cli:
-            cli_s = min(run_cli(ct, tmp / "out_b", threads) for _ in range(1 if quick else 2))
-        res["overhead"] = {"shape_xyz": list(shape), "spacing_xyz": list(spacing), "patch": patch,
-                           "overlap": card.inference.overlap, "repeats": repeats,
-                           "inprocess_first_s": runs[0]["total_s"], "inprocess_best_s": best["total_s"],
-                           "inprocess_stages": best["stages"], "cli_s": cli_s, "bare_swi": bare}
-        log(f"      in-process {best['total_s']:.2f} s, CLI {cli_s} s, bare SWI {bare['best_s']:.2f} s")
+        ct = write_ct(tmp / "overhead.nrrd", shape, spacing) if {"overhead", "onnx"} & set(sections) else None
 
-        log("[4/5] scale")
-        spacing = (0.8, 0.8, 1.0)
-        sizes = [(128, 128, 128), (256, 256, 200), (512, 512, 300)] + ([] if quick else [(512, 512, 600)])
-        scale = []
-        for size in sizes:
-            path = write_ct(tmp / f"scale_{'x'.join(map(str, size))}.nrrd", size, spacing)
-            r = run_child(path, tmp / "out_scale", threads)
-            r["spacing_xyz"] = list(spacing)
-            scale.append(r)
-            log(f"      {size}: {r['total_s']:.1f} s, peak RSS {r['peak_rss_mib']:.0f} MiB, stages "
-                + ", ".join(f"{k} {v:.1f}" for k, v in r["stages_s"].items()))
-            if size != (512, 512, 300):
+        if "overhead" in sections:
+            header("framework overhead")
+            repeats = 2 if quick else 3
+            runs = [run_e2e_inprocess(ct, tmp / "out_a", bundle, threads) for _ in range(repeats + 1)]
+            best = min(runs[1:], key=lambda r: r["total_s"])
+            bare = bench_bare_swi(ct, bundle, threads, repeats)
+            torch.set_num_threads(threads)
+            overhead = {"shape_xyz": list(shape), "spacing_xyz": list(spacing), "patch": patch,
+                        "overlap": card.inference.overlap, "repeats": repeats,
+                        "inprocess_first_s": runs[0]["total_s"], "inprocess_best_s": best["total_s"],
+                        "segment_best_s": min(r["segment_s"] for r in runs[1:]),
+                        "inprocess_stages": best["stages"], "cli_s": None, "bare_swi": bare}
+            if not args.no_cli:
+                cli_reps = 1 if quick else 2
+                overhead["cli_s"] = min(run_cli(ct, tmp / "out_b", threads) for _ in range(cli_reps))
+                overhead["cli_labels_only_s"] = min(run_cli(ct, tmp / "out_b2", threads, "--no-measurements")
+                                                    for _ in range(cli_reps))
+                overhead["bare_script_s"] = min(run_bare_script(ct, tmp / "bare.nrrd", threads) for _ in range(cli_reps))
+                overhead["imports"] = cli_imports(2 if quick else 3)
+            res["overhead"] = overhead
+            log(f"      in-process {best['total_s']:.2f} s, CLI {overhead['cli_s']} s, bare SWI {bare['best_s']:.2f} s")
+
+        if "scale" in sections:
+            header("scale")
+            spacing = (0.8, 0.8, 1.0)
+            sizes = [(128, 128, 128), (256, 256, 200), (512, 512, 300)] + ([] if quick else [(512, 512, 600)])
+            scale = []
+            for size in sizes:
+                path = write_ct(tmp / f"scale_{'x'.join(map(str, size))}.nrrd", size, spacing)
+                r = run_child(path, tmp / "out_scale", threads)
+                r["spacing_xyz"] = list(spacing)
+                scale.append(r)
+                log(f"      {size}: {r['total_s']:.1f} s, peak RSS {r['peak_rss_mib']:.0f} MiB, stages "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in r["stages_s"].items()))
                 path.unlink()
-        res["scale"] = scale
+            res["scale"] = scale
 
-        log("[5/5] allocator hygiene")
-        size = (256, 256, 200) if quick else (512, 512, 300)
-        path = tmp / f"scale_{'x'.join(map(str, size))}.nrrd"
-        if not path.exists():
-            write_ct(path, size, spacing)
-        tuned = {"GLIBC_TUNABLES": f"glibc.malloc.trim_threshold={128 * MIB}:glibc.malloc.mmap_threshold={128 * MIB}"}
-        configs = {"default": {}, "trim+mmap threshold 128 MiB": tuned}
-        reps = 1 if quick else 2
-        mruns: dict[str, list] = {k: [] for k in configs}
-        for _ in range(reps):
-            for name, env in configs.items():
-                r = run_child(path, tmp / "out_malloc", threads, env)
-                mruns[name].append({"total_s": r["total_s"], "peak_rss_mib": r["peak_rss_mib"],
-                                    "stages_s": r["stages_s"]})
-                log(f"      {name}: {r['total_s']:.2f} s, peak RSS {r['peak_rss_mib']:.0f} MiB")
-        res["malloc"] = {"shape_xyz": list(size), "repeats": reps, "env": tuned["GLIBC_TUNABLES"], "runs": mruns}
+        if "malloc" in sections:
+            header("allocator hygiene")
+            size = (256, 256, 200) if quick else (512, 512, 300)
+            cases = {"x".join(map(str, size)): write_ct(tmp / "malloc.nrrd", size, (0.8, 0.8, 1.0)),
+                     "CTChest4 (128x128x34)": slicerio_ct()}
+            reps = 1 if quick else 2
+            mruns: dict = {case: {"glibc default": [], "MedSegAI thresholds": []} for case in cases}
+            for case, path in cases.items():
+                for _ in range(reps):
+                    for name, tuned in (("glibc default", False), ("MedSegAI thresholds", True)):
+                        r = summarise(run_child(path, tmp / "out_malloc", threads, tuned))
+                        mruns[case][name].append(r)
+                        log(f"      {case} {name}: {r['total_s']:.2f} s, {r['minflt']} page faults, "
+                            f"sys {r['cpu_sys_s']:.2f} s, peak RSS {r['peak_rss_mib']:.0f} MiB")
+            res["malloc"] = {"repeats": reps, "env": malloc_env(True).get("GLIBC_TUNABLES"), "runs": mruns}
 
+        if "bf16" in sections:
+            header("bf16 autocast")
+            b = inference_options.bf16_forward(bundle.build_network(), [1, 1, *patch], threads)
+            log(f"      forward fp32 {b['fp32_s']:.3f} s, bf16 {b['bf16_s']:.3f} s ({b['speedup']:.2f}x)")
+            if args.bf16_dice or b["speedup"] > 1:
+                b["segment"] = inference_options.bf16_dice(bundle, threads)
+                log(f"      Dice bf16 vs fp32: {b['segment']['dice_bf16_vs_fp32']}")
+            res["bf16"] = b
+
+        if "onnx" in sections:
+            header("ONNX Runtime vs PyTorch")
+            res["onnx"] = {}
+            for policy in ("default", "PASSIVE"):  # PyTorch's OpenMP threads spinning or sleeping (section 8)
+                res["onnx"][policy] = run_onnx_child(ct, tmp / "onnx", threads, policy if policy != "default" else None)
+                log(f"      OMP_WAIT_POLICY {policy}: {res['onnx'][policy]}")
+
+        if "omp" in sections:
+            header("OpenMP wait policy")
+            res["omp"] = inference_options.omp_wait_policy(MODEL_ID, patch, threads, 1 if quick else 2)
+            log(f"      {res['omp']}")
+
+    res["load_average_end"] = inference_options.load_average()
     res["bench_wall_s"] = time.perf_counter() - t_start
     md = markdown(res)
     args.out.mkdir(parents=True, exist_ok=True)
