@@ -5,7 +5,8 @@ Two steps:
 * :func:`compute_fingerprint` reads the data: voxel spacing and size of every usable case (along
   the model axes x, y, z, i.e. after the lossless reorientation to RAS) and, per channel, the
   intensities of foreground voxels (label > 0; up to ``samples_per_case`` per case): 0.5 and 99.5
-  percentiles, mean, standard deviation.
+  percentiles, mean, standard deviation; and the share of background voxels (label 0) that are
+  exactly 0 (``background_zero_fraction``: a masked or skull-stripped image).
 * :func:`make_plan` is a pure function of the fingerprint and a few budgets:
 
   - **target spacing**: the median spacing. When the median spacing is anisotropic (largest /
@@ -23,8 +24,11 @@ Two steps:
   - **batch size**: the largest that fits the memory budget, capped at ``max_batch`` and so that
     one batch covers at most 5 % of all voxels of the data set (nnU-Net's rule), never below
     ``min_batch``.
-  - **normalisation** by the first channel's modality: CT -> ``ct_window`` over the foreground
-    0.5-99.5 percentiles; anything else -> ``percentile_zscore`` (0.5, 99.5).
+  - **normalisation** per channel, by its modality: CT -> ``ct_window`` over the foreground
+    0.5-99.5 percentiles; anything else -> ``percentile_zscore`` (0.5, 99.5), with ``nonzero``
+    when at least half of that channel's background voxels are exactly 0. The first channel's is
+    ``preprocessing.normalization`` (the card default); a channel whose normalisation differs (CT +
+    PET, or T1 + a skull-stripped FLAIR) gets its own ``model.inputs[i].normalization``.
 
 The plan is a plain JSON file meant to be read and edited before training (``medsegai-train plan``
 writes it, ``train`` reads it). :func:`card_document` turns a plan into a MedSegAI model card.
@@ -57,6 +61,9 @@ MIN_DOWNSAMPLE_SIZE = 8
 # margin of about 10 %. GPU runs add the CUDA context and cuDNN workspaces on top.
 FLOATS_PER_VOXEL_AND_FILTER = 16
 BATCH_DATASET_FRACTION = 0.05
+# A background filled with exact zeros (skull stripping, masking, padding) covers most of the
+# non-label volume; real signal is exactly 0 only in a few voxels (water in CT, noisy MR air).
+ZERO_BACKGROUND_FRACTION = 0.5
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255)]
 
@@ -89,6 +96,7 @@ def compute_fingerprint(dataset: Dataset, report: DatasetReport | None = None, s
     usable = [n for n in report.usable_cases]
     excluded = {c.name: "; ".join(f"{p.kind}: {p.message}" for p in c.problems) for c in report.cases if not c.usable}
     samples: list[list[np.ndarray]] = [[] for _ in dataset.channel_names]
+    background_zeros = np.zeros((len(dataset.channel_names), 2), np.int64)  # per channel: zeros, voxels
     for i, name in enumerate(usable):
         if progress is not None:
             progress(i, len(usable), name)
@@ -99,6 +107,8 @@ def compute_fingerprint(dataset: Dataset, report: DatasetReport | None = None, s
             volume = read_volume(path)
             if not volume.grid.same_as(labels.grid):
                 volume = resample(volume, labels.grid, "linear")
+            background = volume.array[~foreground]
+            background_zeros[c] += (np.count_nonzero(background == 0), background.size)
             values = volume.array[foreground]
             if values.size > samples_per_case:
                 values = rng.choice(values, samples_per_case, replace=False)
@@ -106,13 +116,15 @@ def compute_fingerprint(dataset: Dataset, report: DatasetReport | None = None, s
     intensities = []
     for c, parts in enumerate(samples):
         values = np.concatenate(parts) if parts else np.zeros(0)
+        zeros, voxels = background_zeros[c]
+        zero_fraction = {"background_zero_fraction": round(float(zeros / voxels), 4) if voxels else 0.0}
         if values.size == 0:
-            intensities.append({"voxels": 0})
+            intensities.append({"voxels": 0, **zero_fraction})
             continue
         lo, hi = np.percentile(values, [0.5, 99.5])
         intensities.append({"voxels": int(values.size), "percentile_00_5": float(lo), "percentile_99_5": float(hi),
                             "mean": float(values.mean()), "std": float(values.std()),
-                            "median": float(np.median(values))})
+                            "median": float(np.median(values)), **zero_fraction})
     return Fingerprint(dataset.name, list(dataset.channel_names), dict(dataset.labels), usable,
                        [checks[n].spacing for n in usable], [checks[n].size for n in usable], intensities, excluded)
 
@@ -217,12 +229,29 @@ def modality_of(channel_name: str) -> str:
 
 
 def normalization_for(modality: str, intensity: dict) -> dict:
+    """A channel's card normalisation from its modality and fingerprint intensities (see the module
+    docstring). Fingerprints written before ``background_zero_fraction`` existed give no ``nonzero``."""
     if modality == "CT" and intensity.get("voxels"):
         lo, hi = round(intensity["percentile_00_5"], 1), round(intensity["percentile_99_5"], 1)
         if hi <= lo:
             hi = lo + 1.0
         return {"type": "ct_window", "window": [lo, hi]}
-    return {"type": "percentile_zscore", "lower": 0.5, "upper": 99.5}
+    spec = {"type": "percentile_zscore", "lower": 0.5, "upper": 99.5}
+    if intensity.get("background_zero_fraction", 0.0) >= ZERO_BACKGROUND_FRACTION:
+        spec["nonzero"] = True
+    return spec
+
+
+def input_entries(channel_names: Sequence[str], modalities: Sequence[str],
+                  normalizations: Sequence[dict]) -> list[dict]:
+    """The card's ``inputs``; a channel normalised unlike the first (the card default) carries its own."""
+    entries = []
+    for name, modality, normalization in zip(channel_names, modalities, normalizations):
+        entry = {"name": name, "modality": modality}
+        if normalization != normalizations[0]:
+            entry["normalization"] = normalization
+        entries.append(entry)
+    return entries
 
 
 def default_label_entry(name: str, value: int) -> dict:
@@ -265,10 +294,11 @@ def make_plan(fingerprint: Fingerprint | dict, memory_mb: float = 4096, base_fil
         batch += 1
 
     modalities = [modality_of(c) for c in fp.channel_names]
+    normalizations = [normalization_for(m, fp.intensities[c] if c < len(fp.intensities) else {})
+                      for c, m in enumerate(modalities)]
     if len(set(modalities)) > 1:
-        notes.append(f"channels of different modalities ({', '.join(fp.channel_names)}): the model card has one "
-                     "normalisation for all channels; the first channel's is used")
-    normalization = normalization_for(modalities[0], fp.intensities[0] if fp.intensities else {})
+        notes.append(f"channels of different modalities ({', '.join(fp.channel_names)}): each is normalised by its "
+                     "modality (model.inputs[].normalization where it differs from preprocessing.normalization)")
     spread = spacings.max(axis=0) / spacings.min(axis=0)
     if np.any(spread > 2):
         notes.append(f"spacing varies up to {spread.max():.1f}x between cases along an axis")
@@ -292,12 +322,12 @@ def make_plan(fingerprint: Fingerprint | dict, memory_mb: float = 4096, base_fil
         "model": {
             "id": model_id, "version": "0.1.0", "title": f"{fp.dataset} ({', '.join(labels)})",
             "modality": modalities[0],
-            "inputs": [{"name": name, "modality": m} for name, m in zip(fp.channel_names, modalities)],
+            "inputs": input_entries(fp.channel_names, modalities, normalizations),
             "labels": [default_label_entry(n, v) for n, v in sorted(labels.items(), key=lambda x: x[1])],
             "license": {"name": "proprietary", "notes": "set the licence of the weights and of the training data"},
         },
         "preprocessing": {"orientation": "RAS", "target_spacing": spacing, "interpolation": "linear",
-                          "normalization": normalization},
+                          "normalization": normalizations[0]},
         "network": {"name": "unet", "args": {"in_channels": in_channels, "out_channels": out_channels,
                                              "filters": filters, "strides": strides}},
         "training": {"patch_size": patch, "batch_size": batch, "iterations": int(iterations),

@@ -77,6 +77,8 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class Normalization:
+    """One intensity normalisation scheme (``ct_window``, ``percentile_zscore`` or ``none``)."""
+
     type: str
     window: tuple[float, float] | None = None
     lower: float = 0.5
@@ -86,10 +88,25 @@ class Normalization:
 
 @dataclass(frozen=True)
 class Preprocessing:
+    """Spatial and intensity preprocessing shared by training and inference.
+
+    ``normalization`` is the card's default; ``input_normalizations`` holds one resolved entry per
+    card input (the input's own ``normalization`` or the default), so that mixed-modality models
+    (CT + PET, T1 + FLAIR) normalise each channel its own way. It is empty for a ``Preprocessing``
+    built in code without inputs: every channel then takes the default.
+    """
+
     normalization: Normalization
     target_spacing: tuple[float, float, float] | None = None
     interpolation: str = "linear"
     orientation: str = "RAS"
+    input_normalizations: tuple[Normalization, ...] = ()
+
+    def normalization_for(self, index: int) -> Normalization:
+        """The normalisation of input channel ``index`` (0-based, card input order)."""
+        if not self.input_normalizations:
+            return self.normalization
+        return self.input_normalizations[index]
 
 
 @dataclass(frozen=True)
@@ -176,6 +193,24 @@ def _code(v: list | None) -> Code | None:
     return Code(*v) if v else None
 
 
+def _normalization(n: dict, where: str, source: str) -> Normalization:
+    """A schema-valid normalisation object, with the range checks the schema cannot express.
+
+    Raises:
+        BundleError: naming ``where`` (e.g. ``inputs/1/normalization``) when a range is empty, which
+            would divide by zero (window) or clip every voxel to one value (percentiles).
+    """
+    window = tuple(n["window"]) if "window" in n else None
+    spec = Normalization(n["type"], window, n.get("lower", 0.5), n.get("upper", 99.5), n.get("nonzero", False))
+    if window is not None and not window[0] < window[1]:
+        raise BundleError(f"{source} is invalid at {where}/window: {list(window)} is not [low, high] with low < high",
+                          "fix the card or re-export the bundle")
+    if spec.type == "percentile_zscore" and not spec.lower < spec.upper:
+        raise BundleError(f"{source} is invalid at {where}: lower ({spec.lower}) is not below upper ({spec.upper})",
+                          "fix the card or re-export the bundle")
+    return spec
+
+
 def parse_card(document: dict, source: str = "model card") -> ModelCard:
     """Validate ``document`` against the schema and read it into a :class:`ModelCard`.
 
@@ -211,7 +246,9 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
     if len(set(names)) != len(names):
         raise BundleError(f"{source}: label names are not unique", "give every label its own name")
     p = d["preprocessing"]
-    n = p["normalization"]
+    default = _normalization(p["normalization"], "preprocessing/normalization", source)
+    per_input = tuple(_normalization(i["normalization"], f"inputs/{k}/normalization", source)
+                      if "normalization" in i else default for k, i in enumerate(d["inputs"]))
     inf = d["inference"]
     app = d.get("applicability", {})
     lic = d["license"]
@@ -222,10 +259,10 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
         labels=tuple(labels),
         network=NetworkSpec(d["network"]["name"], dict(d["network"]["args"])),
         preprocessing=Preprocessing(
-            normalization=Normalization(n["type"], tuple(n["window"]) if "window" in n else None,
-                                        n.get("lower", 0.5), n.get("upper", 99.5), n.get("nonzero", False)),
+            normalization=default,
             target_spacing=tuple(p["target_spacing"]) if p.get("target_spacing") else None,
             interpolation=p.get("interpolation", "linear"),
+            input_normalizations=per_input,
         ),
         inference=InferenceSettings(
             patch_size=tuple(inf["patch_size"]), overlap=inf.get("overlap", 0.25),

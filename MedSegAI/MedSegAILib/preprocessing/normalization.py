@@ -38,6 +38,7 @@ def percentile_zscore(array: np.ndarray, lower: float = 0.5, upper: float = 99.5
 
 
 def normalize(array: np.ndarray, spec: Normalization) -> np.ndarray:
+    """One channel normalised as ``spec`` says (a card input's normalisation, or the card default)."""
     if spec.type == "ct_window":
         assert spec.window is not None
         return ct_window(array, *spec.window)

@@ -35,12 +35,18 @@ def prepare_case(volumes: list[Volume], spec: Preprocessing, labels: Volume | No
     """Reorient (lossless), resample to the model spacing and normalise every input channel.
 
     The first volume defines the grid; further volumes (other modalities) are resampled onto it
-    in physical space. ``labels`` (training) must lie on the first volume's grid.
+    in physical space. Volume ``i`` is normalised with ``spec.normalization_for(i)``: its card
+    input's own normalisation or the card default. ``labels`` (training) must lie on the first
+    volume's grid.
     """
+    if spec.input_normalizations and len(volumes) != len(spec.input_normalizations):
+        # a count mismatch would pair channels with another input's normalisation
+        raise ValueError(f"the model takes {len(spec.input_normalizations)} input(s), got {len(volumes)} volume(s)")
     if labels is not None and not labels.grid.same_as(volumes[0].grid):
         raise ValueError("the label map must lie on the first image's grid; resample it (nearest neighbour) first")
     plan = SpatialPlan.for_grid(volumes[0].grid, spec.target_spacing)
-    channels = [normalize(plan.image_to_model(v, spec.interpolation), spec.normalization) for v in volumes]
+    channels = [normalize(plan.image_to_model(v, spec.interpolation), spec.normalization_for(i))
+                for i, v in enumerate(volumes)]
     image = to_network_layout(np.stack(channels))
     label_array = None
     if labels is not None:
