@@ -48,7 +48,8 @@ from MedSegAILib.image import read_volume, resample
 from MedSegAILib.terminology import MEDSEGAI_CONTEXT
 
 from .dataset import Dataset, DatasetReport, check_dataset
-from .export import ANATOMICAL_STRUCTURE, with_provenance
+from .export import ANATOMICAL_STRUCTURE, label_entry, with_provenance
+from .snomed_lookup import lookup, unmatched_reason
 
 PLAN_FORMAT = "medsegai-training-plan"
 PLAN_VERSION = 1
@@ -61,6 +62,10 @@ MIN_DOWNSAMPLE_SIZE = 8
 # margin of about 10 %. GPU runs add the CUDA context and cuDNN workspaces on top.
 FLOATS_PER_VOXEL_AND_FILTER = 16
 BATCH_DATASET_FRACTION = 0.05
+PLACEHOLDER_SCHEME = "99MEDSEGAI"
+# Look-up matches below this confidence (a corrected typo) are offered in the plan, not applied:
+# a wrong SNOMED CT code is worse than a placeholder the user is told to edit.
+APPLY_CONFIDENCE = 0.9
 # A background filled with exact zeros (skull stripping, masking, padding) covers most of the
 # non-label volume; real signal is exactly 0 only in a few voxels (water in CT, noisy MR air).
 ZERO_BACKGROUND_FRACTION = 0.5
@@ -258,7 +263,41 @@ def default_label_entry(name: str, value: int) -> dict:
     """A card label with a placeholder code (private scheme ``99MEDSEGAI``): edit it in the plan."""
     return {"value": int(value), "name": name, "color": list(PALETTE[(value - 1) % len(PALETTE)]),
             "terminology": {"context": MEDSEGAI_CONTEXT, "category": list(ANATOMICAL_STRUCTURE),
-                            "type": ["99MEDSEGAI", slug(name), name]}}
+                            "type": [PLACEHOLDER_SCHEME, slug(name), name]}}
+
+
+def plan_label(name: str, value: int) -> tuple[dict, str]:
+    """The card label of a data set label, and how its terminology was chosen.
+
+    Names the SNOMED CT look-up (:mod:`.snomed_lookup`) knows get their codes and the list's
+    colour (the palette's where the list recommends none); others keep the placeholder.
+
+    Example:
+        >>> entry, how = plan_label("kidney_left", 1)
+        >>> entry["terminology"]["type"], entry["terminology"]["modifier"], entry["color"]
+        (['SCT', '64033007', 'Kidney'], ['SCT', '7771000', 'Left'], [185, 102, 83])
+        >>> plan_label("hip_left", 2)[1]
+        'placeholder 99MEDSEGAI (ambiguous: hip bone, hip joint or hip region): edit it'
+    """
+    match = lookup(name)
+    if match is None or match.confidence < APPLY_CONFIDENCE:
+        why = unmatched_reason(name) or f"did you mean {match.describe()}? {match.explanation}"
+        return default_label_entry(name, value), f"placeholder {PLACEHOLDER_SCHEME} ({why}): edit it"
+    color = match.color or PALETTE[(value - 1) % len(PALETTE)]
+    entry = label_entry(value, name, color, match.type, match.modifier, match.category, match.context)
+    return entry, f"{match.describe()}: {match.explanation}"
+
+
+def labels_note(labels: list[dict]) -> str:
+    """The plan's note on label terminology: which labels still need codes, or that all have one."""
+    todo = [x["name"] for x in labels if x["terminology"]["type"][0] == PLACEHOLDER_SCHEME]
+    if not todo:
+        return ("every label got SNOMED CT codes from the look-up table: check them (label_terminology says "
+                "how each name was matched)")
+    return (f"{len(todo)} of {len(labels)} labels have no SNOMED CT code yet: {', '.join(map(repr, todo))} "
+            f"(label_terminology says why). Edit their model.labels[].terminology in the plan (category, type and "
+            f"modifier as [scheme, code, meaning], e.g. from 3D Slicer's terminology lists) and their color before "
+            f"training: the placeholder scheme {PLACEHOLDER_SCHEME} means nothing to other software")
 
 
 def make_plan(fingerprint: Fingerprint | dict, memory_mb: float = 4096, base_filters: int = 32,
@@ -302,8 +341,8 @@ def make_plan(fingerprint: Fingerprint | dict, memory_mb: float = 4096, base_fil
     spread = spacings.max(axis=0) / spacings.min(axis=0)
     if np.any(spread > 2):
         notes.append(f"spacing varies up to {spread.max():.1f}x between cases along an axis")
-    notes.append("label codes use the placeholder scheme 99MEDSEGAI: replace them with SNOMED CT codes "
-                 "(model.labels[].terminology) before sharing the model")
+    planned = [plan_label(n, v) for n, v in sorted(labels.items(), key=lambda x: x[1])]
+    notes.append(labels_note([entry for entry, _ in planned]))
     model_id = model_id or slug(fp.dataset)
     return {
         "format": PLAN_FORMAT,
@@ -323,9 +362,10 @@ def make_plan(fingerprint: Fingerprint | dict, memory_mb: float = 4096, base_fil
             "id": model_id, "version": "0.1.0", "title": f"{fp.dataset} ({', '.join(labels)})",
             "modality": modalities[0],
             "inputs": input_entries(fp.channel_names, modalities, normalizations),
-            "labels": [default_label_entry(n, v) for n, v in sorted(labels.items(), key=lambda x: x[1])],
+            "labels": [entry for entry, _ in planned],
             "license": {"name": "proprietary", "notes": "set the licence of the weights and of the training data"},
         },
+        "label_terminology": {entry["name"]: how for entry, how in planned},
         "preprocessing": {"orientation": "RAS", "target_spacing": spacing, "interpolation": "linear",
                           "normalization": normalizations[0]},
         "network": {"name": "unet", "args": {"in_channels": in_channels, "out_channels": out_channels,
