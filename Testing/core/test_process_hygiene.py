@@ -9,6 +9,7 @@ from MedSegAILib import process_hygiene
 from MedSegAILib.process_hygiene import MALLOC_THRESHOLD_BYTES, malloc_environment, tune_malloc
 
 GLIBC = process_hygiene.glibc_version() is not None
+MALLINFO2 = GLIBC and tuple(int(x) for x in process_hygiene.glibc_version().split(".")[:2]) >= (2, 33)
 OURS = f"glibc.malloc.mmap_threshold={MALLOC_THRESHOLD_BYTES}:glibc.malloc.trim_threshold={MALLOC_THRESHOLD_BYTES}"
 
 
@@ -34,7 +35,7 @@ def test_off_glibc_nothing_is_set_or_called(not_glibc):
     assert tune_malloc({}) is False
 
 
-@pytest.mark.skipif(not GLIBC or sys.version_info < (3, 10), reason="glibc (mallinfo2: glibc >= 2.33)")
+@pytest.mark.skipif(not MALLINFO2, reason="needs glibc >= 2.33 (mallinfo2)")
 def test_tune_malloc_keeps_a_large_block_off_mmap():
     """In a fresh process: after tune_malloc a 64 MiB block comes from the heap, not from mmap."""
     code = """
