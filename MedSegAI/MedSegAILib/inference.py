@@ -75,7 +75,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
     ``auto`` is float16 mixed precision on CUDA and float32 elsewhere; ``bf16`` is bfloat16
     autocast on any device. On CPUs without AVX512-BF16/AMX, PyTorch runs bf16 3D convolutions on
-    a slow reference path (bench/: about 50x slower than float32 on a 2-core AVX2 EPYC).
+    a slow reference path (bench/, section 6: 50-120x slower than float32 on a 2-core AVX2 EPYC).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")

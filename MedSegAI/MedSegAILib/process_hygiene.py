@@ -5,8 +5,8 @@ threshold is a fresh ``mmap``, zero-filled page by page on first touch and unmap
 and free memory above 128 KiB at the heap top is given back at once. The pipeline allocates and
 frees such arrays for every sliding window, every class resampled back to the scan and every
 post-processing step, so the kernel keeps faulting in the same memory. With both thresholds at
-1 GiB, freed memory stays in the process for reuse (measured in ``bench/``, section 5: page faults
-of a 512x512x300 case 0.82 M -> 0.08 M). Set before start-up via ``GLIBC_TUNABLES``
+1 GiB, freed memory stays in the process for reuse (``bench/``, section 5, 512x512x300: page
+faults 0.84 M -> 0.08 M, time -8 %, peak RSS +5 %). Set before start-up via ``GLIBC_TUNABLES``
 (:func:`malloc_environment`, for child processes) or at run time via ``mallopt``
 (:func:`tune_malloc`, for the CLI). Both leave values the user set alone and do nothing where the C
 library is not glibc.
@@ -29,7 +29,7 @@ _MALLOC_PARAMETERS = {
     "mmap_threshold": (-3, "MALLOC_MMAP_THRESHOLD_"),
     "trim_threshold": (-1, "MALLOC_TRIM_THRESHOLD_"),
 }
-# Imported by MONAI at start-up, never used by the segmentation CLI (bench/: 1.9 of 6.7 CPU-s of
+# Imported by MONAI at start-up, never used by the segmentation CLI (bench/: 1.6 of 6.3 CPU-s of
 # its imports). Not scipy.ndimage/spatial, which the core uses.
 UNUSED_IMPORTS = ("matplotlib.pyplot", "scipy.signal", "nibabel", "tensorboard", "torch.utils.tensorboard")
 
