@@ -41,7 +41,7 @@ from MedSegAILib.pipeline import physical_cores
 from .augmentation import AugmentationConfig
 from .data import LabelMapping, case_from_volumes
 from .export import DICOM_MASTER_CONTEXT, bundle_size_bytes, export_bundle, label_entry, with_provenance
-from .recipe import card_metrics, rebuild_command, score_segmentation, training_record, write_summary
+from .recipe import add_run_arguments, card_metrics, rebuild_command, score_segmentation, training_record, write_summary
 from .reference_data import DEEPMRIPREP, DEFAULT_CACHE, MRICRON, NILEARN, fetch
 from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
@@ -206,16 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", type=Path, help="bundle folder (or .zip) to write")
     where.add_argument("--install", action="store_true", help="write into the user model store (~/.medsegai/models)")
-    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help=f"default {DEFAULT_ITERATIONS}")
+    add_run_arguments(p, DEFAULT_ITERATIONS, TRAIN_CONFIG.seed)
     p.add_argument("--synthetic-images", type=int, default=SYNTHETIC_IMAGES, help=f"default {SYNTHETIC_IMAGES}")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --work-dir")
-    p.add_argument("--restart", action="store_true", help="discard checkpoints in --work-dir and start over")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at the destination")
     p.add_argument("--work-dir", type=Path, help="checkpoints and logs (default .cache/training/brain-structures/<network>)")
     p.add_argument("--data-cache", type=Path, default=DEFAULT_CACHE, help="reference data")
-    p.add_argument("--seed", type=int, default=TRAIN_CONFIG.seed)
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: physical cores)")
-    p.add_argument("--note", action="append", default=[], help="a remark on this build for the card's training.notes")
     return p
 
 

@@ -208,26 +208,13 @@ def cmd_train(args) -> int:
 def run_record(args, dataset, config, case_names: list[str], validation_names: list[str], result,
                processes: int) -> dict:
     """``run.json``: the training provenance that goes into the model card."""
-    from .export import hardware_summary, software_versions
+    from .recipe import training_record
 
-    info = {
-        "data": [{"name": dataset.name, "path": str(dataset.root.resolve()), "subjects": len(case_names),
-                  "cases": case_names, "license": dataset.licence or "not stated in dataset.json"}],
-        "command": "medsegai-train " + " ".join(shlex.quote(a) for a in args.argv),
-        "seed": config.seed,
-        "iterations": result.iterations,
-        "sessions": result.sessions,
-        "settings": config.describe(),
-        "loss": LOSSES[config.loss],
-        "optimizer": config.describe_optimizer(),
-        "final_loss_mean_last_20": round(result.final_loss(), 5),
-        "wall_time_s": round(result.train_seconds, 1),
-        "processes": processes,
-        "device": result.device,
-        "mixed_precision": result.mixed_precision,
-        "hardware": hardware_summary(config.threads),
-        "software": software_versions(),
-    }
+    data = [{"name": dataset.name, "path": str(dataset.root.resolve()), "subjects": len(case_names),
+             "cases": case_names, "license": dataset.licence or "not stated in dataset.json"}]
+    command = "medsegai-train " + " ".join(shlex.quote(a) for a in args.argv)
+    info = training_record(data, command, config, result, config.threads)
+    info["processes"] = processes
     if result.validation:
         info["validation"] = {"cases": validation_names, "best": result.best_validation,
                               "stopped_early": result.stopped_early,

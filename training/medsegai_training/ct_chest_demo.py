@@ -32,7 +32,7 @@ from .data import CaseSource, LabelMapping, load_case, read_label_map
 from .evaluation import evaluate_case
 from .export import (DICOM_MASTER_CONTEXT, GENERAL_ANATOMY_CONTEXT, bundle_size_bytes, export_bundle,
                      label_entry, sha256_file, with_provenance)
-from .recipe import training_record
+from .recipe import add_run_arguments, training_record
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-ct-chest-demo"
@@ -204,15 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m medsegai_training.ct_chest_demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="bundle folder (or .zip) to write")
     p.add_argument("--network", choices=sorted(NETWORKS), default="unet", help="default unet (the shipped one)")
-    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help=f"default {DEFAULT_ITERATIONS}")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --work-dir")
-    p.add_argument("--restart", action="store_true", help="discard checkpoints in --work-dir and start over")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    add_run_arguments(p, DEFAULT_ITERATIONS, TRAIN_CONFIG.seed)
     p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="checkpoints and logs (never in the repo)")
-    p.add_argument("--seed", type=int, default=TRAIN_CONFIG.seed)
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: physical cores)")
     p.add_argument("--checkpoint-every", type=int, help=f"default {TRAIN_CONFIG.checkpoint_every}")
-    p.add_argument("--note", action="append", default=[], help="a remark on this build for the card's training.notes")
     p.add_argument("--data-dir", type=Path, help="folder with CTChest4.nrrd and Segmentation.seg.nrrd "
                                                  "(default: slicerio's bundled data)")
     return p

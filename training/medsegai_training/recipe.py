@@ -9,6 +9,7 @@ summaries the recipes leave in their work folders.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import time
@@ -37,6 +38,18 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, iterations: int, seed: int) -> None:
+    """The options every recipe has: budget, seed, threads, resuming, overwriting, notes."""
+    parser.add_argument("--iterations", type=int, default=iterations, help=f"default {iterations}")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --work-dir")
+    parser.add_argument("--restart", action="store_true", help="discard checkpoints in --work-dir and start over")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle at the destination")
+    parser.add_argument("--seed", type=int, default=seed)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: physical cores; 1 on shared cores)")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a remark on this build for the card's training.notes")
+
+
 def rebuild_command(module: str, out: Path, network: str, iterations: int, seed: int) -> str:
     return (f".venv/bin/python -m medsegai_training.{module} --network {network} --out {shlex.quote(shown_path(out))} "
             f"--iterations {iterations} --seed {seed} --overwrite")
@@ -56,6 +69,8 @@ def training_record(data: list[dict], command: str, config: TrainConfig, result:
         "optimizer": config.describe_optimizer(),
         "final_loss_mean_last_20": round(result.final_loss(), 5),
         "wall_time_s": round(result.train_seconds, 1),
+        "device": result.device,
+        "mixed_precision": result.mixed_precision,
         "hardware": hardware_summary(threads),
         "software": software_versions(),
     }
