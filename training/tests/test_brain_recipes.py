@@ -122,3 +122,16 @@ def test_comparison_table_marks_the_better_network_per_task(tmp_path):
     assert {(r.network, r.mean_dice) for r in rows} == {("unet", 0.95), ("deeplabv3plus", 0.90)}
     table = comparison.markdown(rows)
     assert "| **0.9500** |" in table and "| 0.9000 |" in table
+
+
+def test_shipped_brain_extraction_bundle_matches_its_recipe():
+    from MedSegAILib.bundle import Bundle
+
+    path = Path(__file__).resolve().parents[2] / "MedSegAI" / "Resources" / "Models" / \
+        f"{brain_extraction.BUNDLE_ID}-{brain_extraction.BUNDLE_VERSION}"
+    raw = dict(Bundle.open(path).card.raw)
+    network = "unet" if raw["network"]["name"] == "unet" else "deeplabv3plus"
+    recipe = brain_extraction.card_document(network)
+    assert {k: v for k, v in raw.items() if k not in ("training", "metrics", "timings")} == recipe
+    assert all("held-out" in m["note"] for m in raw["metrics"])
+    assert "--network unet" in raw["training"]["command"]
