@@ -228,17 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     card = parse_card(card_document(args.network), "brain structures card")
     template = read_volume(mni["mni152_t1"])
     atlas = training_atlas(template, atlas_files["neuromorphometrics"], template.array > 0)
-    images = [template] * args.synthetic_images + synthetic_images(template, atlas, args.synthetic_images, args.seed)
+    real = case_from_volumes("mni152", [template], atlas, mapping, card.preprocessing)
+    synthetic = [case_from_volumes(f"mni152-synthetic-{i}", [image], atlas, mapping, card.preprocessing)
+                 for i, image in enumerate(synthetic_images(template, atlas, args.synthetic_images, args.seed))]
     # the real template is repeated so that half of the patches show real T1 contrast
-    prepared = {}
-    cases = []
-    for i, image in enumerate(images):
-        key = id(image)
-        if key not in prepared:
-            prepared[key] = case_from_volumes(f"mni152-{i}", [image], atlas, mapping, card.preprocessing)
-        cases.append(prepared[key])
-    log(f"{len(cases)} training images ({len(prepared)} distinct), model grid {cases[0].prepared.image.shape[1:]} "
-        f"at {cases[0].model_spacing.round(3).tolist()} mm")
+    cases = [real] * max(1, len(synthetic)) + synthetic
+    log(f"training images: MNI152 and {len(synthetic)} synthetic, model grid {real.prepared.image.shape[1:]} "
+        f"at {real.model_spacing.round(3).tolist()} mm")
 
     config = with_overrides(TRAIN_CONFIG, iterations=args.iterations, seed=args.seed, threads=args.threads)
     network = NETWORKS[args.network]
