@@ -9,16 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 
-from ..geometry import Grid, Reorientation, crop_grid, grid_with_spacing
-from ..image import Volume, resample, set_sitk_geometry
+from ..geometry import Grid, Reorientation, grid_with_spacing
+from ..image import Volume, resample
+from .score_resampling import resample_argmax
 
 # Resampling below this relative spacing difference changes nothing a model could see, and
 # skipping it keeps results on native-resolution inputs free of interpolation.
 SPACING_TOLERANCE = 0.02
-# Slices of the output grid resampled at once when class scores go back to the scan's resolution.
-SLAB_SLICES = 32
 
 
 @dataclass(frozen=True)
@@ -68,40 +66,14 @@ class SpatialPlan:
     def labels_to_source(self, probabilities: np.ndarray, channel_values: np.ndarray) -> np.ndarray:
         """Per-class scores ``(C, k, j, i)`` on the model grid -> label map on the source grid.
 
-        When the model grid differs from the canonical one, each class score is interpolated
-        linearly onto the canonical grid and the argmax is taken there, slab by slab and one class
-        at a time (a running maximum): memory stays at the output plus a few slab-sized arrays,
-        whatever the scan size. Finally the lossless reorientation is inverted.
+        When the model grid differs from the canonical one, the class scores are interpolated
+        linearly onto the canonical grid and the argmax is taken there, slab by slab
+        (:func:`.score_resampling.resample_argmax`). Finally the lossless reorientation is inverted.
         """
         values = np.asarray(channel_values)
         dtype = np.uint8 if values.max() < 256 else np.uint16
         if not self.resamples:
             canonical = values[np.argmax(probabilities, axis=0)].astype(dtype)
         else:
-            target = self.reorientation.target
-            canonical = np.empty(target.shape, dtype=dtype)
-            scores = []
-            for c in range(probabilities.shape[0]):
-                score = sitk.GetImageFromArray(np.ascontiguousarray(probabilities[c], dtype=np.float32))
-                set_sitk_geometry(score, self.model_grid)
-                scores.append(score)
-            nx, ny, nz = target.size_ijk
-            for k0 in range(0, nz, SLAB_SLICES):
-                k1 = min(nz, k0 + SLAB_SLICES)
-                slab = crop_grid(target, (0, 0, k0), (nx, ny, k1))
-                reference = sitk.Image(nx, ny, k1 - k0, sitk.sitkUInt8)
-                set_sitk_geometry(reference, slab)
-                out = canonical[k0:k1]
-                best = None
-                for c, score in enumerate(scores):
-                    # keep the image referenced: the array view does not own its memory
-                    resampled = sitk.Resample(score, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
-                    up = sitk.GetArrayViewFromImage(resampled)
-                    if best is None:
-                        best = up.copy()
-                        out[:] = values[c]
-                    else:
-                        better = up > best
-                        out[better] = values[c]
-                        np.maximum(best, up, out=best)
+            canonical = resample_argmax(probabilities, values, self.model_grid, self.reorientation.target, dtype)
         return self.reorientation.invert(canonical)
