@@ -10,10 +10,8 @@ from pathlib import Path
 from .bundle import Label
 from .fileio import write_text_atomic
 from .image import Volume, write_volume
-from .measurements import measure, write_measurements
 from .pipeline import SegmentationResult
 from .segnrrd import SegmentInfo, write_seg_nrrd
-from .surfaces import SurfaceParameters, label_surface, write_surface
 from .terminology import labels_document, terminology_entry
 
 
@@ -48,10 +46,21 @@ def write_outputs(result: SegmentationResult, image: Volume, out_dir: Path, case
     if options.nifti:
         written.append(write_volume(labels, out_dir / f"{case}_labels.nii.gz"))
         written.append(write_text_atomic(out_dir / f"{case}_labels.json", labels_document(result.card, result.found)))
+    if options.surfaces or options.measurements:
+        written += _write_surface_outputs(result, image, case, out_dir, options)
+    return written
+
+
+def _write_surface_outputs(result: SegmentationResult, image: Volume, case: str, out_dir: Path,
+                           options: OutputOptions) -> list[Path]:
+    """Surface files and the measurement table, which share one surface per label."""
+    # imported here: VTK takes about a second to import, which label-only runs need not pay
+    from .measurements import measure, write_measurements
+    from .surfaces import SurfaceParameters, label_surface, write_surface
+
+    labels, written = result.labels, []
     params = SurfaceParameters(smoothing_factor=options.smoothing)
-    surfaces = {}
-    if options.surfaces or options.measurements:  # each surface is built once, for files and measurements
-        surfaces = {x.value: label_surface(labels.array, labels.ijk_to_ras, x.value, params) for x in result.found}
+    surfaces = {x.value: label_surface(labels.array, labels.ijk_to_ras, x.value, params) for x in result.found}
     for fmt in options.surfaces:
         folder = out_dir / f"{case}_surfaces"
         for label in result.found:

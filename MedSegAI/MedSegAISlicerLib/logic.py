@@ -77,7 +77,9 @@ class SegmentationJob:
             request = SegmentRequest(
                 inputs, self.model, str(self._workdir / "out"), device=self.options.device,
                 roi_ras=roi_bounds_ras(self.options.roi_node) if self.options.roi_node is not None else None,
-                labels=self.options.labels, fast=self.options.fast, models_dir=self.models_dir)
+                labels=self.options.labels, fast=self.options.fast, models_dir=self.models_dir,
+                # without a table the child skips surfaces, measurements and the VTK import
+                extra_outputs=("--nifti",) if self.options.measurements else ("--nifti", "--no-measurements"))
             env = request.environment(os.environ)
             env["PYTHONPATH"] = os.pathsep.join([str(MODULE_DIR)] + [p for p in [env.get("PYTHONPATH")] if p])
             self._process = CliProcess(request.command(self.python), env, self.launcher, self.on_event)

@@ -69,3 +69,19 @@ for name in UNUSED_IMPORTS:
     raise SystemExit(name + " was importable")
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_label_only_outputs_never_import_vtk(tmp_path):
+    """VTK costs about a second of start-up; only surfaces and measurements need it."""
+    code = f"""
+import sys
+import numpy as np
+from MedSegAILib.cli import entry_point
+from MedSegAILib.image import Volume
+from MedSegAILib.outputs import OutputOptions, segment_infos
+from MedSegAILib.segnrrd import write_seg_nrrd
+write_seg_nrrd(r"{tmp_path / 'x.seg.nrrd'}", np.ones((2, 2, 2), np.uint8), np.eye(4), [])
+print("vtk" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
