@@ -263,7 +263,7 @@ def bench_bare_swi(path: Path, bundle, threads: int, repeats: int) -> dict:
     import torch
     from monai.inferers import sliding_window_inference
     from MedSegAILib.image import read_volume
-    from MedSegAILib.inference import count_windows
+    from MedSegAILib.sliding_window import count_windows
     from MedSegAILib.preprocessing import prepare_case
     card = bundle.card
     prepared = prepare_case([read_volume(path)], card.preprocessing)

@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
 from .bundle.card import InferenceSettings
 from .errors import ResourceError
 from .progress import ProgressReporter
-
-
-def window_starts(image_size: int, patch_size: int, overlap: float) -> list[int]:
-    """Start indices of the sliding windows along one axis, exactly as MONAI enumerates them.
-
-    The image is padded to at least ``patch_size``; windows step by ``int(patch * (1 - overlap))``
-    and the last one is shifted back to end at the border.
-
-    Example:
-        >>> window_starts(100, 64, 0.25)
-        [0, 36]
-    """
-    size = max(image_size, patch_size)
-    if patch_size == size:
-        return [0]
-    step = max(1, int(patch_size * (1 - overlap)))
-    starts = []
-    for index in range(math.ceil(size / step)):
-        start = index * step
-        starts.append(min(start, size - patch_size))
-        if start + patch_size >= size:
-            break
-    return starts
-
-
-def count_windows(image_size: Sequence[int], patch_size: Sequence[int], overlap: float) -> int:
-    return math.prod(len(window_starts(s, p, overlap)) for s, p in zip(image_size, patch_size))
+from .sliding_window import count_windows, sliding_window_inference
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -139,9 +111,9 @@ class InferenceEngine:
                 dims = [a + 2 for a in axes]
                 xin = torch.flip(x, dims) if dims else x
                 logits = sliding_window_inference(
-                    xin, self.settings.patch_size, self.settings.sw_batch_size, predictor,
-                    overlap=self.settings.overlap, mode=self.settings.blending, sw_device=self.device,
-                    device=self.stitch_device or self.device,
+                    xin, self.settings.patch_size, predictor, overlap=self.settings.overlap,
+                    blending=self.settings.blending, batch_size=self.settings.sw_batch_size, device=self.device,
+                    stitch_device=self.stitch_device or self.device,
                 )
                 prob = torch.softmax(torch.flip(logits, dims) if dims else logits, dim=1)[0].float()
                 probabilities = prob if probabilities is None else probabilities.add_(prob)

@@ -5,8 +5,8 @@ from monai.inferers import sliding_window_inference
 
 from MedSegAILib.bundle.card import InferenceSettings
 from MedSegAILib.errors import Cancelled, ResourceError
-from MedSegAILib.inference import (PRECISIONS, InferenceEngine, autocast_dtype, count_windows, select_device,
-                                   window_starts)
+from MedSegAILib.inference import PRECISIONS, InferenceEngine, autocast_dtype, select_device
+from MedSegAILib.sliding_window import count_windows, window_starts
 from MedSegAILib.progress import CancelToken, ProgressReporter
 
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from MedSegAILib.errors import BundleError
-from MedSegAILib.networks import DeepLabV3Plus3D, build_network, network_names
+from MedSegAILib.networks import build_network, network_names
+from MedSegAILib.networks.deeplab import DeepLabV3Plus3D
 from MedSegAILib.networks.deeplab import ASPP3D
 
 CASES = {
@@ -63,3 +64,41 @@ def test_registry_rejects_unknown_names_and_bad_arguments():
         build_network("resnet9000", {})
     with pytest.raises(BundleError, match="rejects its arguments"):
         build_network("unet", {"in_channels": 1, "out_channels": 2, "filters": [4, 8], "strides": [1, 2, 2]})
+
+
+@pytest.mark.parametrize("dims, strides, filters", [
+    (3, [1, 2, 2, 2], [8, 16, 32, 64]),
+    (3, [1, [2, 2, 1], [2, 2, 2]], [4, 8, 16]),   # anisotropic first downsampling, as for thick-slice CT
+    (2, [1, 2, 2], [4, 8, 16]),
+])
+def test_unet_is_monai_dynunet_weight_for_weight(dims, strides, filters):
+    """Same seed -> same weights, same parameter names, same outputs as MONAI's DynUNet."""
+    from monai.networks.nets import DynUNet
+
+    from MedSegAILib.networks import UNet
+
+    per_axis = [[s] * dims if isinstance(s, int) else s for s in strides]
+    torch.manual_seed(3)
+    ours = UNet(dims, 2, 3, [3] * len(strides), per_axis, per_axis[1:], filters).eval()
+    torch.manual_seed(3)
+    theirs = DynUNet(dims, 2, 3, [3] * len(strides), per_axis, per_axis[1:], filters=filters,
+                     norm_name=("instance", {"affine": True})).eval()
+    mine, reference = ours.state_dict(), theirs.state_dict()
+    assert list(mine) == list(reference)
+    for name in reference:
+        torch.testing.assert_close(mine[name], reference[name], rtol=0, atol=0, msg=name)
+    x = torch.randn(2, 2, *([16] * dims))
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x), theirs(x))
+
+
+def test_unet_bundles_are_built_without_importing_monai():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom MedSegAILib.networks import build_network\n"
+            "build_network('unet', {'in_channels': 1, 'out_channels': 2, 'filters': [4, 8, 16], 'strides': [1, 2, 2]})\n"
+            "import MedSegAILib.pipeline, MedSegAILib.outputs, MedSegAILib.cli\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'monai'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

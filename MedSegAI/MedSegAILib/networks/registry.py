@@ -1,11 +1,15 @@
 """One registry maps the network names used in model cards to constructors.
 
 Cards name a network and its keyword arguments; nothing in a bundle can name arbitrary code.
+Built-in networks that need MONAI are registered lazily (:func:`register_lazily`): their module is
+imported when a card first names them, so a run that needs none of them never imports MONAI.
 """
 
 from __future__ import annotations
 
 from typing import Callable
+
+import importlib
 
 import torch
 
@@ -13,6 +17,7 @@ from ..errors import BundleError
 
 NetworkBuilder = Callable[..., torch.nn.Module]
 _REGISTRY: dict[str, NetworkBuilder] = {}
+_LAZY: dict[str, str] = {}  # name -> module that registers it when imported
 
 
 def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
@@ -27,8 +32,13 @@ def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
     return decorate
 
 
+def register_lazily(name: str, module: str) -> None:
+    """Record that importing ``module`` registers ``name``."""
+    _LAZY[name] = module
+
+
 def network_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_LAZY))
 
 
 def build_network(name: str, args: dict) -> torch.nn.Module:
@@ -37,6 +47,8 @@ def build_network(name: str, args: dict) -> torch.nn.Module:
     Raises:
         BundleError: unknown name or arguments the constructor rejects.
     """
+    if name not in _REGISTRY and name in _LAZY:
+        importlib.import_module(_LAZY[name])
     if name not in _REGISTRY:
         raise BundleError(f"unknown network {name!r}", "known networks: " + ", ".join(network_names()))
     try:
