@@ -1,7 +1,7 @@
 """Validation during training: Dice per label on the model grid, and the early-stopping rule.
 
-Each validation case is segmented whole with MONAI's sliding window (the training patch, overlap
-0.25, Gaussian blending). Dice is pooled over the validation cases, per label: 2 * sum(TP) /
+Each validation case is segmented whole with the core's sliding window, as at inference (the
+training patch, overlap 0.25, Gaussian blending). Dice is pooled over the validation cases, per label: 2 * sum(TP) /
 (sum(predicted) + sum(reference)) -- nnU-Net's "pseudo Dice" -- and 1.0 for a label that is
 neither in the references nor predicted. In distributed training each rank segments its share of
 the cases and the voxel counts are summed over the ranks.
@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
+from MedSegAILib.sliding_window import sliding_window_inference
 
 from .distributed import Distributed
 
@@ -35,7 +35,7 @@ def validation_dice(network: torch.nn.Module, cases: Sequence[tuple[np.ndarray, 
     with torch.no_grad(), torch.autocast(env.device.type, dtype=torch.float16, enabled=amp):
         for image, reference in cases[env.rank::env.world_size]:
             x = torch.from_numpy(np.ascontiguousarray(image))[None].to(env.device)
-            logits = sliding_window_inference(x, tuple(patch_size), 1, network, overlap=OVERLAP, mode="gaussian")
+            logits = sliding_window_inference(x, tuple(patch_size), network, overlap=OVERLAP, blending="gaussian")
             predicted = logits.argmax(1)[0]
             target = torch.from_numpy(reference.astype(np.int64)).to(env.device)
             for n, value in enumerate(values):
