@@ -54,7 +54,7 @@ def write_outputs(result: SegmentationResult, image: Volume, out_dir: Path, case
 def _write_surface_outputs(result: SegmentationResult, image: Volume, case: str, out_dir: Path,
                            options: OutputOptions) -> list[Path]:
     """Surface files and the measurement table, which share one surface per label."""
-    # imported here: VTK takes about a second to import, which label-only runs need not pay
+    # imported here: label-only runs need not pay for VTK's import
     from .measurements import measure, write_measurements
     from .surfaces import SurfaceParameters, label_surface, write_surface
 
