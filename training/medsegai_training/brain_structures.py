@@ -40,6 +40,7 @@ from MedSegAILib.pipeline import physical_cores
 
 from .augmentation import AugmentationConfig
 from .data import LabelMapping, case_from_volumes
+from .evaluation import dice
 from .export import DICOM_MASTER_CONTEXT, bundle_size_bytes, export_bundle, label_entry, with_provenance
 from .recipe import NETWORK_TITLES, add_run_arguments, compact_networks, card_metrics, rebuild_command, score_segmentation, training_record, write_summary
 from .reference_data import DEEPMRIPREP, DEFAULT_CACHE, MRICRON, NILEARN, fetch
@@ -118,7 +119,7 @@ AUGMENTATION = AugmentationConfig(
     noise_probability=0.3, noise_std=0.1,
 )
 TRAIN_CONFIG = TrainConfig(iterations=DEFAULT_ITERATIONS, batch_size=2, patch_size=PATCH_SIZE, learning_rate=2e-3,
-                           weight_decay=1e-4, warmup_iterations=30, min_lr_ratio=0.02, foreground_fraction=0.8,
+                           weight_decay=1e-4, warmup_iterations=30, min_lr_ratio=0.02, foreground_fraction=0.5,
                            seed=0, checkpoint_every=50, augmentation=AUGMENTATION)
 
 LICENSE_NOTES = (
@@ -193,6 +194,24 @@ def training_atlas(template: Volume, atlas_path: Path, template_brain: np.ndarra
     return atlas.with_array(np.where(template_brain, atlas.array, 0).astype(np.int16))
 
 
+def colin27_reference(colin: dict[str, Path]) -> tuple[Volume, Volume]:
+    """Colin27's skull-stripped T1 and its AAL labels in model label values, on the T1's grid."""
+    brain = read_volume(colin["colin27_t1_bet"])
+    aal = read_volume(colin["aal"])
+    reference = aal.with_array(atlas_mapping("aal").apply(aal.array))
+    if not reference.grid.same_as(brain.grid):
+        reference = resample(reference, brain.grid, "nearest")
+    return brain, reference
+
+
+def atlas_placement_dice(atlas_path: Path, brain: Volume, reference: Volume) -> dict[str, float]:
+    """Dice per structure of the training atlas laid on Colin27 by the headers alone (both are in
+    MNI space; no registration, no learning): the baseline a trained model has to beat."""
+    placed = resample(read_volume(atlas_path), brain.grid, "nearest")
+    labels = atlas_mapping("neuromorphometrics").apply(placed.array)
+    return {f"{side} {s.name}": round(dice(labels, reference.array, value), 4) for value, s, side in model_values()}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m medsegai_training.brain_structures",
                                 description=__doc__.split("\n\n")[0])
@@ -200,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", type=Path, help="bundle folder (or .zip) to write")
     where.add_argument("--install", action="store_true", help="write into the user model store (~/.medsegai/models)")
+    where.add_argument("--atlas-baseline", action="store_true",
+                       help="only print the Dice of the atlas placed on Colin27 without learning, and exit")
     add_run_arguments(p, DEFAULT_ITERATIONS, TRAIN_CONFIG.seed)
     p.add_argument("--synthetic-images", type=int, default=SYNTHETIC_IMAGES, help=f"default {SYNTHETIC_IMAGES}")
     p.add_argument("--work-dir", type=Path, help="checkpoints and logs (default .cache/training/brain-structures/<network>)")
@@ -211,6 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     log = lambda text: print(text, flush=True)  # noqa: E731
+    if args.atlas_baseline:
+        colin_brain, aal_reference = colin27_reference(fetch(MRICRON, args.data_cache))
+        baseline = atlas_placement_dice(fetch(DEEPMRIPREP, args.data_cache)["neuromorphometrics"], colin_brain,
+                                        aal_reference)
+        for label, value in baseline.items():
+            log(f"atlas placement on Colin27 vs AAL {label}: Dice {value:.3f}")
+        log(f"mean Dice {np.mean(list(baseline.values())):.3f}")
+        return 0
     out = args.out or default_user_models_dir() / f"{BUNDLE_ID}-{BUNDLE_VERSION}"
     if out.exists() and not args.overwrite:
         log(f"error: {out} exists; pass --overwrite to replace it")
@@ -246,16 +275,14 @@ def main(argv: list[str] | None = None) -> int:
 
     candidate = export_bundle(work_dir / "candidate-bundle", card_document(args.network), result.network,
                               overwrite=True)
-    colin_brain = read_volume(colin["colin27_t1_bet"])
-    aal = read_volume(colin["aal"])
-    aal_reference = aal.with_array(atlas_mapping("aal").apply(aal.array))
-    if not aal_reference.grid.same_as(colin_brain.grid):
-        aal_reference = resample(aal_reference, colin_brain.grid, "nearest")
+    colin_brain, aal_reference = colin27_reference(colin)
+    baseline = atlas_placement_dice(atlas_files["neuromorphometrics"], colin_brain, aal_reference)
     test = score_segmentation(candidate, "colin27", [colin_brain], {"aal": aal_reference}, args.threads)
     for label, values in test.scores["aal"].items():
         log(f"Colin27 vs AAL {label}: Dice {values['dice']:.3f} HD95 {values['hd95']} mm")
     mean_dice = float(np.mean([v["dice"] for v in test.scores["aal"].values()]))
-    log(f"mean Dice {mean_dice:.3f}; segment() took {test.seconds:.1f} s")
+    log(f"mean Dice {mean_dice:.3f} (atlas placement without learning: {np.mean(list(baseline.values())):.3f}); "
+        f"segment() took {test.seconds:.1f} s")
 
     data = [
         {"name": "MNI ICBM152 2009c symmetric T1 (brain only, 1 mm), training image", **NILEARN.describe(),
@@ -276,10 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     final = export_bundle(out, card_document(args.network, training, metrics, timings), result.network,
                           overwrite=args.overwrite)
     write_summary(work_dir, {
-        "task": "brain structures", "network": args.network, "bundle": str(final.path),
+        "task": f"brain structures ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it)",
+        "network": args.network, "bundle": str(final.path),
         "bundle_bytes": bundle_size_bytes(final.path), "iterations": result.iterations,
         "train_seconds": round(result.train_seconds, 1), "final_loss": round(result.final_loss(), 5),
-        "held_out": test, "mean_dice": round(mean_dice, 4), "command": command,
+        "held_out": test, "mean_dice": round(mean_dice, 4), "atlas_placement_dice": baseline, "command": command,
         "command_seconds": round(time.perf_counter() - started, 1)})
     return 0
 

@@ -42,15 +42,19 @@ def rows_of(summary: dict) -> list[Row]:
         return [Row(evaluated_on="training subject (fit check only)", labels=len(dice), mean_dice=float(np.mean(dice)),
                     min_dice=float(np.min(dice)), mean_hd95_mm=None,
                     cpu_seconds_per_volume=summary["segment_seconds"], **common)]
-    held_out = summary["held_out"]
     rows = []
-    for reference, per_label in held_out["scores"].items():
-        dice = [v["dice"] for v in per_label.values()]
-        hd95 = [v["hd95"] for v in per_label.values() if v["hd95"] is not None]
-        rows.append(Row(evaluated_on=f"{held_out['case']} vs {reference}", labels=len(dice),
-                        mean_dice=round(float(np.mean(dice)), 4), min_dice=round(float(np.min(dice)), 4),
-                        mean_hd95_mm=round(float(np.mean(hd95)), 2) if hd95 else None,
-                        cpu_seconds_per_volume=held_out["seconds"], **common))
+    # one held-out case (older summaries) or a list of them (the brain-extraction folds)
+    held_out = summary["held_out"] if isinstance(summary["held_out"], list) else [summary["held_out"]]
+    trained = summary.get("train_heads")
+    for case in held_out:
+        for reference, per_label in case["scores"].items():
+            dice = [v["dice"] for v in per_label.values()]
+            hd95 = [v["hd95"] for v in per_label.values() if v["hd95"] is not None]
+            where = f"{case['case']} vs {reference}" + (f" (trained on {' + '.join(trained)})" if trained else "")
+            rows.append(Row(evaluated_on=where, labels=len(dice),
+                            mean_dice=round(float(np.mean(dice)), 4), min_dice=round(float(np.min(dice)), 4),
+                            mean_hd95_mm=round(float(np.mean(hd95)), 2) if hd95 else None,
+                            cpu_seconds_per_volume=case["seconds"], **common))
     return rows
 
 

