@@ -425,7 +425,7 @@ def child_main(path: Path, out_dir: Path, threads: int) -> None:
     mem.wrap(postprocessing, "remove_small_islands", "small_islands")
     mem.wrap(postprocessing, "fill_holes", "fill_holes")
     mem.wrap(outputs, "write_seg_nrrd", "seg_nrrd")
-    mem.wrap(outputs, "measure", "measure")
+    mem.wrap(measurements, "measure", "measure")  # outputs imports it when it writes measurements
     mem.wrap(measurements, "label_surface", "surface")
     mem.wrap(measurements, "max_diameter", "max_diameter")
     mem.wrap(measurements, "intensity_statistics", "intensity")
