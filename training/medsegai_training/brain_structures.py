@@ -17,7 +17,7 @@ bundle is non-commercial and is therefore NOT shipped inside the (Apache-2.0) ex
 recipe builds it on the user's machine and installs it into the model store. From the repository
 root::
 
-    .venv/bin/python -m medsegai_training.brain_structures --network unet --install
+    .venv/bin/python -m medsegai_training.brain_structures --network deeplabv3plus --install
 
 ``--resume`` continues from the newest checkpoint in ``--work-dir``.
 """
@@ -215,7 +215,8 @@ def atlas_placement_dice(atlas_path: Path, brain: Volume, reference: Volume) -> 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m medsegai_training.brain_structures",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--network", choices=sorted(NETWORKS), default="unet")
+    p.add_argument("--network", choices=sorted(NETWORKS), default="deeplabv3plus",
+                   help="default deeplabv3plus (at 600 iterations: mean Dice 0.496; the U-Net 0.000)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", type=Path, help="bundle folder (or .zip) to write")
     where.add_argument("--install", action="store_true", help="write into the user model store (~/.medsegai/models)")
