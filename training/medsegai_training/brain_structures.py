@@ -42,7 +42,8 @@ from .augmentation import AugmentationConfig
 from .data import LabelMapping, case_from_volumes
 from .evaluation import dice
 from .export import DICOM_MASTER_CONTEXT, bundle_size_bytes, export_bundle, label_entry, with_provenance
-from .recipe import NETWORK_TITLES, add_run_arguments, compact_networks, card_metrics, rebuild_command, score_segmentation, training_record, write_summary
+from .recipe import (NETWORK_TITLES, add_run_arguments, card_metrics, compact_networks, log_line, rebuild_command,
+                     refuses_to_overwrite, score_segmentation, training_record, write_summary)
 from .reference_data import DEEPMRIPREP, DEFAULT_CACHE, MRICRON, NILEARN, fetch
 from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
@@ -232,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
-    log = lambda text: print(text, flush=True)  # noqa: E731
+    log = log_line
     if args.atlas_baseline:
         colin_brain, aal_reference = colin27_reference(fetch(MRICRON, args.data_cache))
         baseline = atlas_placement_dice(fetch(DEEPMRIPREP, args.data_cache)["neuromorphometrics"], colin_brain,
@@ -242,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"mean Dice {np.mean(list(baseline.values())):.3f}")
         return 0
     out = args.out or default_user_models_dir() / f"{BUNDLE_ID}-{BUNDLE_VERSION}"
-    if out.exists() and not args.overwrite:
-        log(f"error: {out} exists; pass --overwrite to replace it")
+    if refuses_to_overwrite(out, args.overwrite):
         return 2
     work_dir = args.work_dir or DEFAULT_WORK_ROOT / args.network
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from .data import CaseSource, LabelMapping, load_case, read_label_map
 from .evaluation import evaluate_case
 from .export import (DICOM_MASTER_CONTEXT, GENERAL_ANATOMY_CONTEXT, bundle_size_bytes, export_bundle,
                      label_entry, sha256_file, with_provenance)
-from .recipe import add_run_arguments, training_record
+from .recipe import add_run_arguments, log_line, refuses_to_overwrite, training_record
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-ct-chest-demo"
@@ -215,9 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t_start = time.perf_counter()
-    log = lambda text: print(text, flush=True)  # noqa: E731
-    if args.out.exists() and not args.overwrite:
-        log(f"error: {args.out} exists; pass --overwrite to replace it")
+    log = log_line
+    if refuses_to_overwrite(args.out, args.overwrite):
         return 2
     data_dir = args.data_dir or slicerio_data_dir()
     ct_path, seg_path = data_dir / "CTChest4.nrrd", data_dir / "Segmentation.seg.nrrd"

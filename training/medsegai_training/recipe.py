@@ -43,6 +43,19 @@ def compact_networks(in_channels: int, out_channels: int) -> dict[str, dict]:
             "deeplabv3plus": {"name": "deeplabv3plus", "args": {**io, "channels": [16, 32, 64, 128]}}}
 
 
+def log_line(text: str) -> None:
+    """The recipes' log: one line to stdout, flushed (runs are long and often piped to a file)."""
+    print(text, flush=True)
+
+
+def refuses_to_overwrite(out: Path, overwrite: bool) -> bool:
+    """True, after saying so, when ``out`` exists and ``--overwrite`` was not given."""
+    if out.exists() and not overwrite:
+        log_line(f"error: {out} exists; pass --overwrite to replace it")
+        return True
+    return False
+
+
 def shown_path(path: Path) -> str:
     """``path`` relative to the repository when it lies inside it (for commands in cards)."""
     try:
