@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import slicerio
+from scipy import ndimage
 
 from MedSegAILib.bundle.card import Code, PostProcessing, Terminology
-from MedSegAILib.postprocessing import postprocess
+from MedSegAILib.postprocessing import keep_largest_components, label_components, postprocess
 from MedSegAILib.segnrrd import SegmentInfo, seg_nrrd_header, write_seg_nrrd
 from MedSegAILib.terminology import parse_terminology_entry, same_concept, terminology_entry
 
@@ -112,3 +113,20 @@ def test_uint16_label_maps_are_little_endian_and_int64_is_refused(tmp_path):
     with pytest.raises(ValueError, match="int64"):
         write_seg_nrrd(tmp_path / "bad.seg.nrrd", labels.astype(np.int64), np.eye(4), seg)
     assert not (tmp_path / "bad.seg.nrrd").exists()
+
+
+@pytest.mark.parametrize("face_only", [False, True])
+def test_components_are_numbered_as_scipy_numbers_them(face_only):
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        mask = rng.random(tuple(rng.integers(3, 20, 3))) < 0.4
+        expected, n = ndimage.label(mask, ndimage.generate_binary_structure(3, 1 if face_only else 3))
+        labelled, count = label_components(mask, face_only=face_only)
+        assert count == n
+        np.testing.assert_array_equal(labelled, expected)
+
+
+def test_of_equally_large_components_the_first_in_raster_order_is_kept():
+    mask = np.zeros((1, 1, 9), bool)
+    mask[0, 0, [0, 1, 4, 5, 7, 8]] = True  # three components of two voxels
+    np.testing.assert_array_equal(keep_largest_components(mask, 2)[0, 0], [1, 1, 0, 0, 1, 1, 0, 0, 0])
