@@ -421,8 +421,7 @@ def child_main(path: Path, out_dir: Path, threads: int) -> None:
     mem.wrap(InferenceEngine, "predict", "predict")
     mem.wrap(SpatialPlan, "labels_to_source", "labels_to_source")
     mem.wrap(pipeline, "postprocess", "cleanup")
-    mem.wrap(postprocessing, "keep_largest_components", "largest_components")
-    mem.wrap(postprocessing, "remove_small_islands", "small_islands")
+    mem.wrap(postprocessing, "keep_components", "components")
     mem.wrap(postprocessing, "fill_holes", "fill_holes")
     mem.wrap(outputs, "write_seg_nrrd", "seg_nrrd")
     mem.wrap(measurements, "measure", "measure")  # outputs imports it when it writes measurements

@@ -19,27 +19,27 @@ def label_components(mask: np.ndarray, face_only: bool = False) -> tuple[np.ndar
     return sitk.GetArrayFromImage(labelled), int(sitk.GetArrayViewFromImage(labelled).max(initial=0))
 
 
-def keep_largest_components(mask: np.ndarray, count: int = 1) -> np.ndarray:
-    labelled, n = label_components(mask)
-    if n <= count:
+def keep_components(mask: np.ndarray, largest: int | None = None, min_voxels: int = 0) -> np.ndarray:
+    """``mask`` without the components beyond the ``largest`` biggest (None: all) and without those
+    under ``min_voxels``, from one labelling. Of equally large components, the first in raster
+    order counts as larger."""
+    if largest is None and min_voxels <= 1:
         return mask
-    sizes = np.bincount(labelled.ravel())
+    labelled, n = label_components(mask)
+    if n == 0 or ((largest is None or n <= largest) and min_voxels <= 1):
+        return mask
+    sizes = np.bincount(labelled.ravel(), minlength=n + 1)
     sizes[0] = 0
-    kept = np.zeros(n + 1, dtype=bool)  # a lookup table: much faster than np.isin on big volumes
-    kept[np.argsort(-sizes, kind="stable")[:count]] = True  # equal sizes: the first in raster order
+    kept = sizes >= max(min_voxels, 1)  # a lookup table: much faster than np.isin on big volumes
+    if largest is not None and n > largest:
+        ranked = np.zeros(n + 1, dtype=bool)
+        ranked[np.argsort(-sizes, kind="stable")[:largest]] = True
+        kept &= ranked
     return kept[labelled]
 
 
-def remove_small_islands(mask: np.ndarray, min_voxels: int) -> np.ndarray:
-    if min_voxels <= 1:
-        return mask
-    labelled, n = label_components(mask)
-    if n == 0:
-        return mask
-    sizes = np.bincount(labelled.ravel())
-    small = sizes < min_voxels
-    small[0] = False
-    return mask & ~small[labelled]
+def keep_largest_components(mask: np.ndarray, count: int = 1) -> np.ndarray:
+    return keep_components(mask, largest=count)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -54,24 +54,16 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
 
 def postprocess_label(labels: np.ndarray, value: int, spec: PostProcessing, voxel_volume_mm3: float,
-                      box: tuple[slice, ...] | None = None) -> None:
+                      box: tuple[slice, ...]) -> None:
     """Apply ``spec`` to label ``value`` of ``labels`` in place, within ``box`` (the label's bounding
-    box; found here when not given). Voxels removed from the label become background; holes are
-    filled only where the map is background, never over another label."""
-    if box is None:
-        boxes = ndimage.find_objects((labels == value).astype(np.uint8))
-        box = boxes[0] if boxes else None
-    if box is None:
-        return
+    box). Voxels removed from the label become background; holes are filled only where the map is
+    background, never over another label."""
     # one voxel of margin, so that background around the label connects to the box's border
     box = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, labels.shape))
     view = labels[box]
     mask = view == value
-    cleaned = mask
-    if spec.largest_components:
-        cleaned = keep_largest_components(cleaned, spec.largest_components)
-    if spec.min_island_ml > 0:
-        cleaned = remove_small_islands(cleaned, int(np.ceil(spec.min_island_ml * 1000.0 / voxel_volume_mm3)))
+    min_voxels = int(np.ceil(spec.min_island_ml * 1000.0 / voxel_volume_mm3)) if spec.min_island_ml > 0 else 0
+    cleaned = keep_components(mask, spec.largest_components or None, min_voxels)
     view[mask & ~cleaned] = 0
     if spec.fill_holes:
         filled = fill_holes(cleaned) & (view == 0)
