@@ -44,7 +44,7 @@ from MedSegAILib.pipeline import physical_cores
 
 from .augmentation import AugmentationConfig
 from .data import LabelMapping, case_from_volumes
-from .export import bundle_size_bytes, export_bundle, label_entry, with_provenance
+from .export import export_bundle, label_entry, with_provenance
 from .peer_consensus import PEER_VERSIONS, PEERS, consensus_masks
 from .recipe import (NETWORK_TITLES, Scored, add_run_arguments, card_metrics, compact_networks, log_line,
                      rebuild_command, refuses_to_overwrite, score_segmentation, shown_path, training_record,
@@ -295,13 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     timings = {f"cpu_{cores}core_{scored.case}_head_s": scored.seconds for scored in tests + fits}
     final = export_bundle(args.out, card_document(args.network, training, metrics, timings, train_keys),
                           result.network, overwrite=args.overwrite)
-    write_summary(work_dir, {
-        "task": f"brain extraction ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it)",
-        "network": args.network, "bundle": str(final.path),
-        "train_heads": train_keys, "bundle_bytes": bundle_size_bytes(final.path), "iterations": result.iterations,
-        "train_seconds": round(result.train_seconds, 1), "final_loss": round(result.final_loss(), 5),
-        "held_out": tests, "fit_check": fits, "command": command,
-        "command_seconds": round(time.perf_counter() - started, 1)})
+    write_summary(work_dir, f"brain extraction ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it)",
+                  args.network, final.path, result, command, started,
+                  train_heads=train_keys, held_out=tests, fit_check=fits)
     return 0
 
 

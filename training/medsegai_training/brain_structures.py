@@ -41,7 +41,7 @@ from MedSegAILib.pipeline import physical_cores
 from .augmentation import AugmentationConfig
 from .data import LabelMapping, case_from_volumes
 from .evaluation import dice
-from .export import DICOM_MASTER_CONTEXT, bundle_size_bytes, export_bundle, label_entry, with_provenance
+from .export import DICOM_MASTER_CONTEXT, export_bundle, label_entry, with_provenance
 from .recipe import (NETWORK_TITLES, add_run_arguments, card_metrics, compact_networks, log_line, rebuild_command,
                      refuses_to_overwrite, score_segmentation, training_record, write_summary)
 from .reference_data import DEEPMRIPREP, DEFAULT_CACHE, MRICRON, NILEARN, fetch
@@ -303,13 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     timings = {f"cpu_{args.threads or physical_cores()}core_1mm_brain_s": test.seconds}
     final = export_bundle(out, card_document(args.network, training, metrics, timings), result.network,
                           overwrite=args.overwrite)
-    write_summary(work_dir, {
-        "task": f"brain structures ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it)",
-        "network": args.network, "bundle": str(final.path),
-        "bundle_bytes": bundle_size_bytes(final.path), "iterations": result.iterations,
-        "train_seconds": round(result.train_seconds, 1), "final_loss": round(result.final_loss(), 5),
-        "held_out": test, "mean_dice": round(mean_dice, 4), "atlas_placement_dice": baseline, "command": command,
-        "command_seconds": round(time.perf_counter() - started, 1)})
+    write_summary(work_dir, f"brain structures ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it)",
+                  args.network, final.path, result, command, started,
+                  held_out=test, mean_dice=round(mean_dice, 4), atlas_placement_dice=baseline)
     return 0
 
 

@@ -18,7 +18,6 @@ Run from the repository root (about 10-15 minutes on 2 CPU cores)::
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -30,9 +29,9 @@ from MedSegAILib.pipeline import physical_cores
 
 from .data import CaseSource, LabelMapping, load_case, read_label_map
 from .evaluation import evaluate_case
-from .export import (DICOM_MASTER_CONTEXT, GENERAL_ANATOMY_CONTEXT, bundle_size_bytes, export_bundle,
+from .export import (DICOM_MASTER_CONTEXT, GENERAL_ANATOMY_CONTEXT, export_bundle,
                      label_entry, sha256_file, with_provenance)
-from .recipe import add_run_arguments, log_line, refuses_to_overwrite, training_record
+from .recipe import add_run_arguments, log_line, refuses_to_overwrite, training_record, write_summary
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-ct-chest-demo"
@@ -271,16 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     final = export_bundle(args.out, card_document(training, metrics, timings, args.network), result.network,
                           overwrite=args.overwrite)
 
-    summary = {
-        "task": "chest CT (fit check)", "network": args.network, "bundle": str(final.path),
-        "bundle_bytes": bundle_size_bytes(final.path), "iterations": result.iterations,
-        "train_seconds": round(result.train_seconds, 1), "final_loss": round(result.final_loss(), 5),
-        "last_loss": round(result.losses[-1], 5) if result.losses else None,
-        "dice": {k: round(v, 4) for k, v in evaluation.dice.items()}, "segment_seconds": round(evaluation.seconds, 2),
-        "command_seconds": round(time.perf_counter() - t_start, 1),
-    }
-    (args.work_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log(json.dumps(summary, indent=2))
+    summary = write_summary(
+        args.work_dir, "chest CT (fit check)", args.network, final.path, result, command, t_start,
+        last_loss=round(result.losses[-1], 5) if result.losses else None,
+        dice={k: round(v, 4) for k, v in evaluation.dice.items()}, segment_seconds=round(evaluation.seconds, 2))
+    log(summary.read_text())
     return 0
 
 

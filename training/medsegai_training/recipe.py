@@ -23,7 +23,7 @@ from MedSegAILib.bundle import Bundle
 from MedSegAILib.image import Volume
 from MedSegAILib.pipeline import SegmentationOptions, segment
 
-from .export import hardware_summary, software_versions
+from .export import bundle_size_bytes, hardware_summary, software_versions
 from .losses import LOSSES
 from .metrics import label_metrics
 from .reference_data import REPO_ROOT
@@ -149,7 +149,15 @@ def card_metrics(scored: Scored, reference: str, data: str, note: str, metrics: 
             for label, values in scored.scores[reference].items() for m in metrics if values[m] is not None]
 
 
-def write_summary(work_dir: Path, summary: dict) -> Path:
+def write_summary(work_dir: Path, task: str, network: str, bundle: Path, result: TrainingResult, command: str,
+                  started: float, **extra) -> Path:
+    """``summary.json`` of a recipe run (what :mod:`.comparison` tabulates): the facts every run has,
+    plus the recipe's own ``extra`` (held-out scores and the like). ``started``: ``time.perf_counter()``
+    at the start of the command."""
+    summary = {"task": task, "network": network, "bundle": str(bundle), "bundle_bytes": bundle_size_bytes(bundle),
+               "iterations": result.iterations, "train_seconds": round(result.train_seconds, 1),
+               "final_loss": round(result.final_loss(), 5), **extra, "command": command,
+               "command_seconds": round(time.perf_counter() - started, 1)}
     path = work_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
     return path

