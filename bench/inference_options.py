@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def _best_alternating(functions: dict, repeats: int) -> dict[str, list[float]]:

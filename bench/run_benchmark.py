@@ -34,13 +34,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 import inference_options
+from MedSegAILib.process_hygiene import physical_cores
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -50,14 +50,6 @@ SECTIONS = ("peak", "forward", "overhead", "scale", "malloc", "bf16", "onnx", "o
 
 
 # --------------------------------------------------------------------------- helpers
-
-def physical_cores() -> int:
-    try:
-        import psutil
-        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except ImportError:
-        return os.cpu_count() or 1
-
 
 def machine_info(threads: int) -> dict:
     import torch

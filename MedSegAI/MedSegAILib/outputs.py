@@ -11,6 +11,8 @@ from .bundle import Label
 from .fileio import write_text_atomic
 from .image import Volume, write_volume
 from .pipeline import SegmentationResult
+from .postprocessing import label_boxes
+from .process_hygiene import physical_cores
 from .segnrrd import SegmentInfo, write_seg_nrrd
 from .terminology import labels_document, terminology_entry
 
@@ -22,6 +24,7 @@ class OutputOptions:
     surfaces: tuple[str, ...] = ()  # "stl", "obj"
     measurements: bool = True
     smoothing: float = 0.5
+    threads: int | None = None  # for surfaces and measurements; None: physical cores
 
 
 def segment_infos(labels: list[Label]) -> list[SegmentInfo]:
@@ -56,18 +59,22 @@ def _write_surface_outputs(result: SegmentationResult, image: Volume, case: str,
     """Surface files and the measurement table, which share one surface per label."""
     # imported here: label-only runs need not pay for VTK's import
     from .measurements import measure, write_measurements
-    from .surfaces import SurfaceParameters, label_surface, write_surface
+    from .surfaces import SurfaceParameters, label_surfaces, write_surface
 
     labels, written = result.labels, []
-    params = SurfaceParameters(smoothing_factor=options.smoothing)
-    surfaces = {x.value: label_surface(labels.array, labels.ijk_to_ras, x.value, params) for x in result.found}
+    values = [x.value for x in result.found]
+    threads = options.threads or physical_cores()
+    boxes = label_boxes(labels.array, values)
+    # normals only shade the written files; areas, volumes and diameters do not use them
+    params = SurfaceParameters(smoothing_factor=options.smoothing, compute_normals=bool(options.surfaces))
+    surfaces = label_surfaces(labels.array, labels.ijk_to_ras, values, params, threads, boxes)
     for fmt in options.surfaces:
         folder = out_dir / f"{case}_surfaces"
         for label in result.found:
             written.append(write_surface(surfaces[label.value], folder / f"{safe_file_stem(label.name)}.{fmt}"))
     if options.measurements:
         rows = measure(labels.array, labels.ijk_to_ras, {x.value: x.name for x in result.found}, image.array, params,
-                       surfaces)
+                       surfaces, threads, boxes)
         csv_path, json_path = out_dir / f"{case}_measurements.csv", out_dir / f"{case}_measurements.json"
         write_measurements(rows, csv_path, json_path, {"model": result.card.id, "version": result.card.version,
                                                        "case": case})

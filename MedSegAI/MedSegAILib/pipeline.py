@@ -4,7 +4,6 @@ on the first input's exact grid."""
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ from .postprocessing import postprocess
 from .preprocessing import prepare_case
 from .preprocessing.pipeline import from_network_layout
 from .preprocessing.spatial import SpatialPlan
+from .process_hygiene import physical_cores
 from .progress import ProgressReporter
 
 
@@ -65,10 +65,6 @@ class SegmentationResult:
     warnings: list[str] = field(default_factory=list)
     device: str = "cpu"
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def physical_cores() -> int:
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 # Host bytes per voxel of the scan's own grid beyond the input itself: label map, slab-wise

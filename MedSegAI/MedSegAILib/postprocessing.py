@@ -3,6 +3,8 @@ fill holes. Voxel volumes come from the input grid, so "0.5 mL" means 0.5 mL on 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -70,13 +72,23 @@ def postprocess_label(labels: np.ndarray, value: int, spec: PostProcessing, voxe
         view[filled] = value
 
 
+def label_boxes(labels: np.ndarray, values: Iterable[int]) -> dict[int, tuple[slice, ...] | None]:
+    """Bounding box (index slices) of each label value in ``values`` (None where it is absent),
+    all from one pass over ``labels``: per-label work then touches only its box."""
+    values = [int(v) for v in values]
+    if any(v < 1 for v in values):
+        raise ValueError(f"label values must be >= 1 (0 is background); got {sorted(values)}")
+    boxes = ndimage.find_objects(labels, max_label=max(values, default=0))
+    return {v: boxes[v - 1] for v in values}
+
+
 def postprocess(labels: np.ndarray, specs: dict[int, PostProcessing], voxel_volume_mm3: float) -> np.ndarray:
-    active = {v: s for v, s in specs.items() if s.largest_components or s.min_island_ml > 0 or s.fill_holes}
+    active = {v: s for v, s in specs.items()
+              if v >= 1 and (s.largest_components or s.min_island_ml > 0 or s.fill_holes)}
     if not active:
         return labels
-    # every label's bounding box in one pass; cleaning one label only shrinks it or fills inside its box
-    boxes = ndimage.find_objects(labels, max_label=max(active))
-    for value, spec in active.items():
-        if value >= 1 and boxes[value - 1] is not None:
-            postprocess_label(labels, value, spec, voxel_volume_mm3, boxes[value - 1])
+    # cleaning one label only shrinks it or fills inside its box, so boxes found up front stay valid
+    for value, box in label_boxes(labels, active).items():
+        if box is not None:
+            postprocess_label(labels, value, active[value], voxel_volume_mm3, box)
     return labels

@@ -1,4 +1,5 @@
-"""Settings for a process that runs segmentations: glibc malloc thresholds and unused imports.
+"""Settings for a process that runs segmentations: threads, glibc malloc thresholds and unused
+imports.
 
 *Allocator.* With glibc's defaults every block above the (dynamic, at most 32 MiB) mmap
 threshold is a fresh ``mmap``, zero-filled page by page on first touch and unmapped on ``free``,
@@ -32,6 +33,14 @@ _MALLOC_PARAMETERS = {
 # Imported by MONAI at start-up, never used by the segmentation CLI (bench/: 1.6 of 6.3 CPU-s of
 # its imports). Not scipy.ndimage/spatial, which the core uses.
 UNUSED_IMPORTS = ("matplotlib.pyplot", "scipy.signal", "nibabel", "tensorboard", "torch.utils.tensorboard")
+
+
+def physical_cores() -> int:
+    """Cores, not hyper-threads: the default thread count (a second thread per core gave no
+    speed-up to convolutions here)."""
+    import psutil  # here: most of this module runs before anything else is imported
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def glibc_version() -> str | None:

@@ -122,6 +122,11 @@ def seg_nrrd_header(labels: np.ndarray, ijk_to_ras: np.ndarray, segments: list[S
     return "\n".join(lines) + "\n\n"
 
 
+# Labels of a 512x512x600 CT (4 segments): level 3 took 0.3 s for 2.4 MiB, zlib's default 6 took
+# 1.2 s for 1.4 MiB.
+GZIP_LEVEL = 3
+
+
 def effective_extent(labels: np.ndarray) -> str:
     """``i0 i1 j0 j1 k0 k1`` of the non-zero voxels (the shared layer's extent, as Slicer writes it)."""
     coords = [np.flatnonzero(labels.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
@@ -137,4 +142,5 @@ def write_seg_nrrd(path, labels: np.ndarray, ijk_to_ras: np.ndarray, segments: l
     header = seg_nrrd_header(labels, ijk_to_ras, segments, smoothing_factor)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(header.encode("utf-8"))
-        f.write(gzip.compress(np.ascontiguousarray(labels).astype(labels.dtype.newbyteorder("<")).tobytes(), 6))
+        data = np.ascontiguousarray(labels).astype(labels.dtype.newbyteorder("<")).tobytes()
+        f.write(gzip.compress(data, GZIP_LEVEL))

@@ -204,6 +204,15 @@ def test_measure_command_on_seg_nrrd_and_label_map(tmp_path, models_dir, ct_file
         assert float(values["intensity_mean"]) == pytest.approx(100.0)
 
 
+def test_measure_command_refuses_negative_label_values(tmp_path):
+    labels = np.zeros((3, 4, 5), np.int16)
+    labels[1, 1:3, 1:4], labels[2, 0, 0] = 2, -1
+    path = write_volume(Volume(labels, np.eye(4)), tmp_path / "signed.nii.gz")
+    code, _, err = run_cli("measure", path)
+    assert code != 0 and "negative label values (-1)" in err and "numbered from 1" in err
+    assert "Traceback" not in err
+
+
 def test_dicom_series_folder_is_read_with_its_geometry():
     folder = PYDICOM_FILES / "dicomdirtests" / "98892001" / "CT5N"
     vol = read_volume(folder)

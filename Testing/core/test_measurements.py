@@ -1,10 +1,15 @@
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import vtk
+from scipy import ndimage
 
 from MedSegAILib.geometry import compose_ijk_to_ras
-from MedSegAILib.measurements import intensity_statistics, max_diameter, measure, measurements_csv
-from MedSegAILib.surfaces import SurfaceParameters, label_surface, surface_area_volume, write_surface
+from MedSegAILib.measurements import (centroid_index, intensity_statistics, max_diameter, measure, measure_segment,
+                                      measurements_csv)
+from MedSegAILib.postprocessing import label_boxes
+from MedSegAILib.surfaces import SurfaceParameters, label_surface, label_surfaces, surface_area_volume, write_surface
 
 from testing_support import rotation
 
@@ -84,3 +89,55 @@ def test_max_diameter_and_intensity_statistics_helpers():
     stats = intensity_statistics(np.arange(101))
     assert stats["median"] == 50 and stats["p05"] == 5 and stats["min"] == 0
     assert intensity_statistics(np.array([])) == {}
+
+
+def several_labels(seed=0, shape=(30, 40, 50)):
+    """Three blobs and a label absent from the map, on an oblique anisotropic grid."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.uint8)
+    labels[3:12, 5:30, 4:20] = 1
+    labels[15:28, 10:35, 25:47] = 2
+    labels[20:24, 2:8, 2:9] = 3
+    labels[rng.random(shape) < 0.05] = 0  # ragged, with holes
+    image = rng.normal(0, 100, shape).astype(np.int16)
+    return labels, compose_ijk_to_ras((0.7, 0.8, 2.0), rotation(2, 20), (10.0, -5.0, 3.0)), image
+
+
+def test_centroid_from_projections_equals_center_of_mass():
+    rng = np.random.default_rng(1)
+    for shape in ((7, 9, 11), (1, 5, 3), (20, 3, 17)):
+        mask = rng.random(shape) < 0.3
+        np.testing.assert_allclose(centroid_index(mask), ndimage.center_of_mass(mask), rtol=1e-12)
+        np.testing.assert_allclose(centroid_index(mask[::2, :, ::-1]), ndimage.center_of_mass(mask[::2, :, ::-1]))
+
+
+def test_label_boxes_are_find_objects_by_value():
+    labels, _, _ = several_labels()
+    boxes = label_boxes(labels, [3, 1, 5])
+    assert boxes == {3: ndimage.find_objects(labels)[2], 1: ndimage.find_objects(labels)[0], 5: None}
+    with pytest.raises(ValueError, match="0 is background"):
+        label_boxes(labels, [0, 1])
+
+
+def test_measurements_are_the_same_with_boxes_threads_and_without_normals():
+    """The fast path (bounding boxes, threads, no normals) measures exactly what one label at a
+    time over the whole map with Slicer's full surface pipeline measures."""
+    labels, m, image = several_labels()
+    names = {1: "a", 2: "b", 3: "c", 4: "absent"}
+    reference = [measure_segment(labels, m, v, n, image) for v, n in names.items()]
+    no_normals = SurfaceParameters(compute_normals=False)
+    surfaces = label_surfaces(labels, m, list(names), no_normals, threads=2)
+    fast = measure(labels, m, names, image, no_normals, surfaces, threads=2)
+    assert [r.name for r in fast] == list(names.values())
+    for ref, row in zip(reference, fast):
+        for key, value in asdict(ref).items():
+            if isinstance(value, str):
+                assert getattr(row, key) == value
+            elif key == "intensity":
+                assert row.intensity == pytest.approx(value, rel=1e-12), key
+            elif isinstance(value, list):
+                np.testing.assert_allclose(getattr(row, key), value, rtol=1e-9, err_msg=key)
+            else:
+                assert getattr(row, key) == pytest.approx(value, rel=1e-9, nan_ok=True), key
+    assert fast[3].voxel_count == 0 and fast[3].surface_area_mm2 == 0.0
+    assert fast[0].voxel_count == int((labels == 1).sum()) > 0

@@ -36,7 +36,7 @@ import numpy as np
 from MedSegAILib.bundle import parse_card
 from MedSegAILib.bundle.catalog import default_user_models_dir
 from MedSegAILib.image import Volume, read_volume, resample
-from MedSegAILib.pipeline import physical_cores
+from MedSegAILib.process_hygiene import physical_cores
 
 from .augmentation import AugmentationConfig
 from .data import LabelMapping, case_from_volumes

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from MedSegAILib.bundle import parse_card
-from MedSegAILib.pipeline import physical_cores
+from MedSegAILib.process_hygiene import physical_cores
 
 from .data import CaseSource, LabelMapping, load_case, read_label_map
 from .evaluation import evaluate_case

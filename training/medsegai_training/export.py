@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from MedSegAILib.bundle import Bundle, write_bundle
-from MedSegAILib.pipeline import physical_cores
+from MedSegAILib.process_hygiene import physical_cores
 
 ANATOMICAL_STRUCTURE = ["SCT", "123037004", "Anatomical Structure"]
 GENERAL_ANATOMY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"

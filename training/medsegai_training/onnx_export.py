@@ -30,7 +30,7 @@ import torch
 
 from MedSegAILib.bundle import Bundle
 from MedSegAILib.fileio import atomic_path
-from MedSegAILib.pipeline import physical_cores
+from MedSegAILib.process_hygiene import physical_cores
 
 OPSET = 17
 AXES = {0: "batch", 2: "x", 3: "y", 4: "z"}

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from MedSegAILib.networks import build_network
-from MedSegAILib.pipeline import physical_cores
+from MedSegAILib.process_hygiene import physical_cores
 
 from .augmentation import Augmenter
 from .checkpoint import (best_checkpoint_path, clear_checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint,

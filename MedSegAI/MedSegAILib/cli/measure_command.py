@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", type=Path, help="write CSV here (default: print to stdout)")
     p.add_argument("--json", type=Path, help="write JSON here")
     p.add_argument("--smoothing", type=float, default=0.5, help="surface smoothing factor (Slicer's default 0.5)")
+    p.add_argument("--threads", type=int, help="labels measured at once (default: physical cores)")
 
 
 def read_segmentation(path: Path) -> tuple[Volume, dict[int, str]]:
@@ -42,12 +43,16 @@ def read_segmentation(path: Path) -> tuple[Volume, dict[int, str]]:
     if volume.array.dtype.kind == "f" and not np.all(np.mod(volume.array, 1) == 0):
         raise InputImageError(f"{path} is not a label map (non-integer voxels)", "give an integer label map")
     values = [int(v) for v in np.unique(volume.array) if v != 0]
+    if values and values[0] < 0:
+        raise InputImageError(f"{path} has negative label values ({values[0]})",
+                              "give a label map whose segments are numbered from 1 (0 is background)")
     return Volume(volume.array.astype(np.int32), volume.ijk_to_ras), {v: f"label {v}" for v in values}
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
     from ..image import read_volume, resample
     from ..measurements import measure, measurements_csv, write_measurements
+    from ..process_hygiene import physical_cores
     from ..surfaces import SurfaceParameters
 
     labels, names = read_segmentation(args.segmentation)
@@ -55,7 +60,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.image:
         img = read_volume(args.image)
         image = img.array if img.grid.same_as(labels.grid) else resample(img, labels.grid, "linear").array
-    rows = measure(labels.array, labels.ijk_to_ras, names, image, SurfaceParameters(args.smoothing))
+    # no surface files here, so no normals (they only shade rendered surfaces)
+    params = SurfaceParameters(smoothing_factor=args.smoothing, compute_normals=False)
+    rows = measure(labels.array, labels.ijk_to_ras, names, image, params, threads=args.threads or physical_cores())
     if args.csv or args.json:
         write_measurements(rows, args.csv, args.json, {"segmentation": str(args.segmentation)})
     if not args.csv:
