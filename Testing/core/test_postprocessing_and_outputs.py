@@ -4,7 +4,7 @@ import slicerio
 from scipy import ndimage
 
 from MedSegAILib.bundle.card import Code, PostProcessing, Terminology
-from MedSegAILib.postprocessing import keep_largest_components, label_components, postprocess
+from MedSegAILib.postprocessing import keep_components, keep_largest_components, label_components, postprocess
 from MedSegAILib.segnrrd import SegmentInfo, seg_nrrd_header, write_seg_nrrd
 from MedSegAILib.terminology import parse_terminology_entry, same_concept, terminology_entry
 
@@ -130,3 +130,22 @@ def test_of_equally_large_components_the_first_in_raster_order_is_kept():
     mask = np.zeros((1, 1, 9), bool)
     mask[0, 0, [0, 1, 4, 5, 7, 8]] = True  # three components of two voxels
     np.testing.assert_array_equal(keep_largest_components(mask, 2)[0, 0], [1, 1, 0, 0, 1, 1, 0, 0, 0])
+
+
+def scipy_keep_components(mask, largest, min_voxels):
+    """Reference: scipy's labelling, components ranked by size (ties: raster order)."""
+    labelled, n = ndimage.label(mask, ndimage.generate_binary_structure(3, 3))
+    sizes = np.bincount(labelled.ravel(), minlength=n + 1)[1:]
+    order = np.argsort(-sizes, kind="stable")[: largest if largest is not None else n]
+    kept = [i + 1 for i in order if sizes[i] >= max(min_voxels, 1)]
+    return np.isin(labelled, kept)
+
+
+@pytest.mark.parametrize("largest, min_voxels", [(1, 0), (2, 0), (3, 4), (None, 3), (None, 1), (5, 0)])
+def test_kept_components_equal_scipys_ranking(largest, min_voxels):
+    rng = np.random.default_rng(3)
+    for _ in range(8):
+        mask = rng.random(tuple(rng.integers(4, 16, 3))) < 0.2  # many small components, many equal sizes
+        kept = keep_components(mask, largest, min_voxels)
+        assert kept.dtype == bool and kept.shape == mask.shape
+        np.testing.assert_array_equal(kept, scipy_keep_components(mask, largest, min_voxels))
