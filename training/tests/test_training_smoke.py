@@ -14,6 +14,7 @@ from MedSegAILib.bundle import Bundle, parse_card, verify_members
 from MedSegAILib.pipeline import SegmentationOptions, segment
 from medsegai_training.augmentation import AugmentationConfig, Augmenter
 from medsegai_training.checkpoint import latest_checkpoint, list_checkpoints
+from medsegai_training.data import CaseSource, load_case
 from medsegai_training.evaluation import evaluate_case
 from medsegai_training.export import bundle_size_bytes, export_bundle
 from medsegai_training.sampling import PatchSampler, crop
@@ -174,3 +175,34 @@ def test_shipped_demo_bundle_matches_its_recipe():
     assert raw["training"]["data"][0]["license"].startswith("MIT")
     assert bundle_size_bytes(path) < 20 * 2**20
     bundle.build_network()
+
+
+@pytest.mark.parametrize("held_out", ["caudal", "cranial"])
+def test_demo_hold_out_halves_split_the_slices_in_place(held_out):
+    """The held-out half is the named end of the body, the halves share no slice, and each keeps
+    its voxels where they were in space (so the reference stays on its image)."""
+    from medsegai_training import ct_chest_demo as demo
+
+    data = demo.slicerio_data_dir()
+    mapping, _ = demo.label_mapping(data / "Segmentation.seg.nrrd")
+    card = parse_card(demo.card_document(), "demo card")
+    case = load_case(CaseSource("CTChest4", (data / "CTChest4.nrrd",), data / "Segmentation.seg.nrrd", mapping),
+                     card.preprocessing)
+    train, test = demo.split_halves(case, held_out, card.preprocessing)
+    full = case.volumes[0]
+
+    def z_range(volume):
+        corners = volume.ijk_to_ras @ np.array([[0, 0, 0, 1], [0, 0, volume.array.shape[0] - 1, 1]], float).T
+        return sorted(corners[2])
+
+    assert train.volumes[0].array.shape[0] + test.volumes[0].array.shape[0] == full.array.shape[0]
+    (train_lo, train_hi), (test_lo, test_hi) = z_range(train.volumes[0]), z_range(test.volumes[0])
+    assert (test_hi < train_lo) if held_out == "caudal" else (train_hi < test_lo)
+    for half in (train, test):
+        volume = half.volumes[0]
+        first = np.linalg.solve(full.ijk_to_ras, volume.ijk_to_ras @ [0, 0, 0, 1.0])  # its first slice in the full scan
+        k0 = int(round(first[2]))
+        np.testing.assert_allclose(first[:3], [0, 0, k0], atol=1e-9)
+        np.testing.assert_array_equal(volume.array, full.array[k0:k0 + volume.array.shape[0]])
+        np.testing.assert_array_equal(half.reference.array, case.reference.array[k0:k0 + volume.array.shape[0]])
+        assert np.isin([1, 2, 3, 4], half.reference.array).all()  # every label occurs in both halves
