@@ -11,7 +11,7 @@ from .bundle import Label
 from .fileio import write_text_atomic
 from .image import Volume, write_volume
 from .pipeline import SegmentationResult
-from .postprocessing import label_boxes
+from .label_regions import label_boxes
 from .process_hygiene import physical_cores
 from .segnrrd import SegmentInfo, write_seg_nrrd
 from .terminology import labels_document, terminology_entry

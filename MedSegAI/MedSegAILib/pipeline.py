@@ -17,7 +17,9 @@ from .errors import EmptyResultError, InputImageError, ResourceError
 from .geometry import crop_grid, ras_box_to_ijk_slices, voxel_centres_in_ras_box
 from .image import Volume
 from .inference import InferenceEngine, select_device
-from .postprocessing import label_boxes, postprocess
+from .label_regions import label_boxes
+from .lateralization import split_at_midline
+from .postprocessing import postprocess
 from .preprocessing import prepare_case
 from .preprocessing.pipeline import from_network_layout
 from .preprocessing.spatial import SpatialPlan
@@ -158,9 +160,10 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
 
     reporter.stage("postprocess", "restoring the input geometry")
     t2 = time.perf_counter()
-    channel_values = np.array([0] + [label.value for label in card.labels])
-    labels = plan.labels_to_source(from_network_layout(probabilities), channel_values)
+    labels = plan.labels_to_source(from_network_layout(probabilities), np.array(card.channel_values))
     del probabilities
+    if card.lateral_pairs:  # before labels are dropped: the midline comes from every paired structure
+        split_at_midline(labels, work_inputs[0].ijk_to_ras, card.lateral_pairs)
     dropped = [label.value for label in card.labels if label not in keep]
     if dropped:
         labels[np.isin(labels, dropped)] = 0

@@ -3,13 +3,11 @@ fill holes. Voxel volumes come from the input grid, so "0.5 mL" means 0.5 mL on 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from .bundle.card import PostProcessing
+from .label_regions import label_boxes
 
 
 def _itk_mask(mask: np.ndarray) -> sitk.Image:
@@ -69,16 +67,6 @@ def postprocess_label(labels: np.ndarray, value: int, spec: PostProcessing, voxe
     if spec.fill_holes:
         filled = fill_holes(cleaned) & (view == 0)
         view[filled] = value
-
-
-def label_boxes(labels: np.ndarray, values: Iterable[int]) -> dict[int, tuple[slice, ...] | None]:
-    """Bounding box (index slices) of each label value in ``values`` (None where it is absent),
-    all from one pass over ``labels``: per-label work then touches only its box."""
-    values = [int(v) for v in values]
-    if any(v < 1 for v in values):
-        raise ValueError(f"label values must be >= 1 (0 is background); got {sorted(values)}")
-    boxes = ndimage.find_objects(labels, max_label=max(values, default=0))
-    return {v: boxes[v - 1] for v in values}
 
 
 def postprocess(labels: np.ndarray, specs: dict[int, PostProcessing], voxel_volume_mm3: float) -> np.ndarray:

@@ -27,7 +27,7 @@ from vtkmodules.vtkImagingCore import vtkImageConstantPad
 from vtkmodules.vtkIOGeometry import vtkOBJWriter, vtkSTLWriter
 
 from .fileio import atomic_path
-from .postprocessing import label_boxes
+from .label_regions import label_boxes
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def label_surface(labels: np.ndarray, ijk_to_ras: np.ndarray, label_value: int,
                   box: tuple[slice, ...] | None = None) -> vtkPolyData:
     """Closed surface (RAS, mm) of the voxels of ``labels`` equal to ``label_value``; empty
     polydata when there are none. ``box``: index slices known to hold every voxel of the label
-    (e.g. from :func:`.postprocessing.label_boxes`), so that only they are searched."""
+    (e.g. from :func:`.label_regions.label_boxes`), so that only they are searched."""
     region = box or tuple(slice(0, n) for n in labels.shape)
     inside = labels[region] == label_value
     coords = [np.flatnonzero(inside.any(axis=tuple(a for a in range(3) if a != d))) + (region[d].start or 0)

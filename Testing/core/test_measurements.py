@@ -6,9 +6,8 @@ import vtk
 from scipy import ndimage
 
 from MedSegAILib.geometry import compose_ijk_to_ras
-from MedSegAILib.measurements import (centroid_index, intensity_statistics, max_diameter, measure, measure_segment,
-                                      measurements_csv)
-from MedSegAILib.postprocessing import label_boxes
+from MedSegAILib.label_regions import centroid_index, label_boxes
+from MedSegAILib.measurements import intensity_statistics, max_diameter, measure, measure_segment, measurements_csv
 from MedSegAILib.surfaces import SurfaceParameters, label_surface, label_surfaces, surface_area_volume, write_surface
 
 from testing_support import rotation

@@ -151,11 +151,20 @@ class ModelCard:
     applicability: Applicability
     variants: dict
     raw: dict
+    lateral_pairs: tuple[tuple[int, int], ...] = ()  # (right, left) values split at the midline
+
+    @property
+    def channel_values(self) -> tuple[int, ...]:
+        """Label value of each network output channel: 0 (background), then each label in card
+        order, except the left label of each lateral pair (its structure is in the right label's
+        channel until :func:`MedSegAILib.lateralization.split_at_midline` splits it)."""
+        left = {left for _, left in self.lateral_pairs}
+        return (0, *(label.value for label in self.labels if label.value not in left))
 
     @property
     def num_classes(self) -> int:
-        """Network output channels: background plus one per label, in card order."""
-        return len(self.labels) + 1
+        """Network output channels (see :attr:`channel_values`)."""
+        return len(self.channel_values)
 
     def label_by_name(self, name: str) -> Label:
         for label in self.labels:
@@ -245,6 +254,8 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
     names = [lab.name.lower() for lab in labels]
     if len(set(names)) != len(names):
         raise BundleError(f"{source}: label names are not unique", "give every label its own name")
+    pairs = tuple((int(r), int(left)) for r, left in d.get("lateralization", {}).get("pairs", []))
+    _check_lateral_pairs(pairs, labels, source)
     p = d["preprocessing"]
     default = _normalization(p["normalization"], "preprocessing/normalization", source)
     per_input = tuple(_normalization(i["normalization"], f"inputs/{k}/normalization", source)
@@ -278,7 +289,31 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
         ),
         variants=dict(d.get("variants", {})),
         raw=document,
+        lateral_pairs=pairs,
     )
+
+
+SIDE_CODES = {"right": "24028007", "left": "7771000"}  # SNOMED CT Right, Left
+
+
+def _check_lateral_pairs(pairs: tuple[tuple[int, int], ...], labels: list[Label], source: str) -> None:
+    """Each pair names two labels of the card, no label is in two pairs, and a label whose
+    terminology names a side is on that side of its pair (catches swapped pairs)."""
+    by_value = {label.value: label for label in labels}
+    seen: set[int] = set()
+    for pair in pairs:
+        for value, side in zip(pair, ("right", "left")):
+            if value not in by_value:
+                raise BundleError(f"{source}: lateralization pair {list(pair)} names label value {value}, which the "
+                                  "card does not have", "pair values of the card's labels: [right, left]")
+            if value in seen:
+                raise BundleError(f"{source}: label value {value} is in more than one lateralization pair",
+                                  "pair each left/right structure once")
+            seen.add(value)
+            modifier = by_value[value].terminology.modifier
+            if modifier is not None and modifier.value in SIDE_CODES.values() and modifier.value != SIDE_CODES[side]:
+                raise BundleError(f"{source}: lateralization pair {list(pair)}: label {by_value[value].name!r} is not "
+                                  f"a {side} structure by its terminology", "give each pair as [right, left]")
 
 
 def load_card_text(text: str, source: str) -> ModelCard:

@@ -1,0 +1,87 @@
+"""Structures predicted without a side get it from the mid-sagittal plane, on every voxel grid."""
+
+import numpy as np
+import pytest
+
+from MedSegAILib.bundle import parse_card
+from MedSegAILib.errors import BundleError
+from MedSegAILib.image import Volume
+from MedSegAILib.lateralization import split_at_midline
+from MedSegAILib.pipeline import SegmentationOptions, segment
+
+from testing_support import GEOMETRIES, label_entry, make_card, ras_of_voxels, volume_on
+
+RIGHT, LEFT = ["SCT", "24028007", "Right"], ["SCT", "7771000", "Left"]
+PUTAMEN = ["SCT", "89278009", "Putamen"]
+SHAPE = (40, 48, 56)
+
+
+def two_blobs(geometry: str, offset_x: float) -> tuple[Volume, np.ndarray, np.ndarray, float]:
+    """A volume with two balls 11 mm either side of a plane x = midline that is ``offset_x`` from
+    the volume's centre (the head need not be centred in the scan)."""
+    vol = volume_on(geometry, SHAPE)
+    ras = ras_of_voxels(vol)
+    centre = ras.reshape(-1, 3).mean(axis=0)
+    midline = centre[0] + offset_x
+    ball = lambda x: np.linalg.norm(ras - [x, centre[1], centre[2]], axis=-1) < 5.0  # noqa: E731
+    return vol, ball(midline + 11.0), ball(midline - 11.0), midline
+
+
+@pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
+def test_the_ball_towards_patient_right_keeps_the_right_label(geometry):
+    vol, right_ball, left_ball, midline = two_blobs(geometry, offset_x=3.0)
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[right_ball | left_ball] = 5
+    labels[0, 0, 0] = 9  # an unpaired label stays as it is
+    found = split_at_midline(labels, vol.ijk_to_ras, [(5, 6)])
+    assert (labels[right_ball] == 5).all() and (labels[left_ball] == 6).all()
+    assert labels[0, 0, 0] == 9 and np.count_nonzero(labels) == right_ball.sum() + left_ball.sum() + 1
+    assert found == pytest.approx(midline, abs=1.5)  # voxelised balls of unequal voxel counts
+
+
+def test_no_paired_structure_leaves_the_map_alone():
+    labels = np.zeros((4, 5, 6), np.uint8)
+    labels[1, 1, 1] = 3
+    assert split_at_midline(labels, np.eye(4), [(1, 2)]) is None
+    assert labels.sum() == 3
+
+
+def lateral_card(pairs=((1, 2),)):
+    labels = [label_entry(1, "right putamen", PUTAMEN, modifier=RIGHT), label_entry(2, "left putamen", PUTAMEN,
+              modifier=LEFT), label_entry(3, "liver", ["SCT", "10200004", "Liver"])]
+    network = {"name": "intensity_window", "args": {"in_channels": 1, "out_channels": 3,
+                                                     "windows": [[50, 150], [200, 300]]}}
+    return make_card(labels=labels, network=network, lateralization={"pairs": [list(p) for p in pairs]})
+
+
+@pytest.mark.parametrize("geometry", ["lps_aniso", "permuted_sagittal", "oblique"])
+def test_pipeline_splits_a_paired_class_into_right_and_left(bundle_factory, geometry):
+    vol, right_ball, left_ball, _ = two_blobs(geometry, offset_x=-4.0)
+    other = np.zeros(SHAPE, bool)
+    other[2:5, 2:6, 2:7] = True
+    vol.array[:] = np.select([right_ball | left_ball, other], [100, 250], -1000)
+    bundle = bundle_factory(**lateral_card())
+    assert bundle.card.channel_values == (0, 1, 3)
+    result = segment([vol], bundle)
+    expected = np.select([right_ball, left_ball, other], [1, 2, 3], 0)
+    np.testing.assert_array_equal(result.labels.array, expected)
+    assert [x.name for x in result.found] == ["right putamen", "left putamen", "liver"]
+    # one side asked for: the plane still comes from both balls
+    only_left = segment([vol], bundle, SegmentationOptions(labels=["left putamen"]))
+    np.testing.assert_array_equal(only_left.labels.array, np.where(left_ball, 2, 0))
+
+
+@pytest.mark.parametrize("pairs, message", [
+    ([[1, 4]], "names label value 4"),
+    ([[1, 2], [3, 2]], "more than one lateralization pair"),
+    ([[1, 1]], "more than one lateralization pair"),
+    ([[2, 1]], "'left putamen' is not a right structure"),
+])
+def test_lateralization_pairs_are_checked(pairs, message):
+    with pytest.raises(BundleError, match=message):
+        parse_card(lateral_card(pairs))
+
+
+def test_cards_without_pairs_have_a_channel_per_label():
+    card = parse_card(make_card())
+    assert card.lateral_pairs == () and card.channel_values == (0, 1) and card.num_classes == 2
