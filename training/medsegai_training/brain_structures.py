@@ -7,10 +7,16 @@ Data (all from package registries, see :mod:`.reference_data`):
 - training: the MNI ICBM152 2009c T1 template (nilearn; brain only, 1 mm) with the
   Neuromorphometrics maximum-probability atlas (deepmriprep) resampled onto it, plus synthetic
   images of random contrast drawn from the atlas labels (SynthSeg-style), under spatial,
-  left-right-flip (with the label swap) and intensity augmentation;
+  left-right-flip and intensity augmentation;
 - evaluation, never trained on or used for selection: Colin27 (``ch2bet``, skull-stripped, from
   Debian ``mricron-data``) with the AAL atlas drawn by hand on it. AAL and the Neuromorphometrics
   protocol draw the boundaries differently, so Dice has a ceiling well below 1.
+
+Sides: the network predicts one class per structure (left and right together) and the pipeline
+splits each at the mid-sagittal plane (the card's ``lateralization``; see
+:mod:`MedSegAILib.lateralization`). Predicting the side too, the 600-iteration DeepLabv3+ found
+the right putamen on its own training image (Dice 0.66) but not the left (0.21): the symmetric
+template gives no cue to the side but the position of the midline in the patch.
 
 Licence: the Neuromorphometrics labels are CC BY-NC, and that carries over to the weights: the
 bundle is non-commercial and is therefore NOT shipped inside the (Apache-2.0) extension; this
@@ -49,7 +55,7 @@ from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-mr-brain-structures"
-BUNDLE_VERSION = "1.0.0"
+BUNDLE_VERSION = "1.1.0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORK_ROOT = REPO_ROOT / ".cache" / "training" / "brain-structures"
 DEFAULT_ITERATIONS = 600
@@ -82,24 +88,27 @@ STRUCTURES = (
 
 
 def model_values() -> list[tuple[int, Structure, str]]:
-    """(model value, structure, side) with right = odd, left = even values."""
+    """(card label value, structure, side) with right = odd, left = even values."""
     return [(2 * i + 1 + j, s, side) for i, s in enumerate(STRUCTURES) for j, side in enumerate(("right", "left"))]
 
 
+def lateral_pairs() -> list[list[int]]:
+    """``[right, left]`` card label values of each structure (the card's ``lateralization``)."""
+    return [[2 * i + 1, 2 * i + 2] for i in range(len(STRUCTURES))]
+
+
 def atlas_mapping(atlas: str) -> LabelMapping:
-    """Atlas value -> model value for ``"neuromorphometrics"`` or ``"aal"``."""
+    """Atlas value -> card label value for ``"neuromorphometrics"`` or ``"aal"``."""
     return LabelMapping({getattr(s, atlas)[("right", "left").index(side)]: value for value, s, side in model_values()})
 
 
-def left_right_swap() -> dict[int, int]:
-    """Model value of each label's mirror image (a left-right flip must swap them)."""
-    swap = {}
-    for value, _, side in model_values():
-        swap[value] = value + 1 if side == "right" else value - 1
-    return swap
+def training_mapping() -> LabelMapping:
+    """Neuromorphometrics value -> network channel: one per structure, both sides in it (channel
+    ``i + 1`` carries card label ``2 i + 1`` until the pipeline splits it at the midline)."""
+    return LabelMapping({value: i + 1 for i, s in enumerate(STRUCTURES) for value in s.neuromorphometrics})
 
 
-NETWORKS = compact_networks(1, 13)
+NETWORKS = compact_networks(1, len(STRUCTURES) + 1)
 
 PREPROCESSING = {
     "orientation": "RAS",
@@ -111,7 +120,7 @@ PREPROCESSING = {
 AUGMENTATION = AugmentationConfig(
     affine_probability=0.8, max_rotation_deg=(15.0, 15.0, 15.0), scale_range=(0.88, 1.12),
     elastic_probability=0.5, elastic_magnitude_mm=3.0, elastic_control_spacing_mm=24.0,
-    flip_axes=(0,), flip_probability=0.5, label_swap=tuple(left_right_swap().items()),
+    flip_axes=(0,), flip_probability=0.5, symmetric_labels=True,  # classes have no side
     intensity_probability=0.5, intensity_scale_range=(0.85, 1.15), intensity_shift=0.2,
     gamma_probability=0.3, gamma_range=(0.7, 1.5),
     bias_field_probability=0.3, bias_field_strength=0.3,
@@ -148,7 +157,9 @@ def card_document(network: str, training: dict | None = None, metrics: list | No
         "intended_use": ("Research: a first segmentation of deep grey structures for review and editing. Input: a "
                          "skull-stripped T1 (e.g. by medsegai-mr-brain-extraction). Not for clinical use."),
         "limitations": ("Trained on ONE image (an average template) with atlas labels fused from other subjects; the "
-                        "evaluation is one real subject (Colin27) whose labels follow another protocol (AAL). Expect "
+                        "evaluation is one real subject (Colin27) whose labels follow another protocol (AAL). Sides come from "
+                        "the mid-sagittal plane: a head turned far from the scanner's axes can get structures near the "
+                        "midline on the wrong side. Expect "
                         "boundary disagreement with any manual protocol, failures on atrophic, lesioned or paediatric "
                         "brains, and on images with skull (strip it first)."),
         "authors": ["MedSegAI contributors"],
@@ -156,6 +167,7 @@ def card_document(network: str, training: dict | None = None, metrics: list | No
         "inputs": [{"name": "T1 (skull-stripped)", "modality": "MR", "name_pattern": "t1|mprage|spgr|brain|bet",
                     "description": "skull-stripped T1-weighted MRI, background 0"}],
         "labels": labels,
+        "lateralization": {"pairs": lateral_pairs()},
         "network": NETWORKS[network],
         "preprocessing": PREPROCESSING,
         "inference": {"patch_size": list(PATCH_SIZE), "overlap": 0.25, "blending": "gaussian", "sw_batch_size": 1},
@@ -252,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     atlas_files = fetch(DEEPMRIPREP, args.data_cache)
     colin = fetch(MRICRON, args.data_cache)
     names = neuromorphometrics_names(atlas_files["neuromorphometrics_names"])
-    mapping = atlas_mapping("neuromorphometrics")
+    mapping = training_mapping()
     log("training labels: " + ", ".join(f"{names[src]} -> {dst}" for src, dst in sorted(mapping.source_to_model.items())))
 
     card = parse_card(card_document(args.network), "brain structures card")

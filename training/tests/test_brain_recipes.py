@@ -76,11 +76,19 @@ def test_structure_labels_map_both_atlases_by_side():
     assert sorted(nm.values()) == sorted(aal.values()) == list(range(1, 13))
 
 
-def test_structure_left_right_swap_pairs_each_label_with_its_mirror():
-    swap = brain_structures.left_right_swap()
-    assert all(swap[swap[v]] == v and swap[v] != v for v in swap)
-    names = {v: f"{side} {s.name}" for v, s, side in brain_structures.model_values()}
-    assert all(names[v].split(" ", 1)[1] == names[swap[v]].split(" ", 1)[1] for v in swap)
+@pytest.mark.parametrize("network", ["unet", "deeplabv3plus"])
+def test_structure_network_predicts_sides_together_and_the_card_splits_them(network):
+    card = parse_card(brain_structures.card_document(network), "structures")
+    names = {label.value: label.name for label in card.labels}
+    training = brain_structures.training_mapping().source_to_model
+    nm = brain_structures.atlas_mapping("neuromorphometrics").source_to_model
+    for right, left in card.lateral_pairs:
+        assert names[right] == "right " + names[left].removeprefix("left ")
+        channel = card.channel_values.index(right)  # the network channel the pipeline reads as `right`
+        assert {source for source, value in nm.items() if value in (right, left)} == \
+            {source for source, c in training.items() if c == channel}
+    assert card.num_classes == card.network.args["out_channels"] == len(brain_structures.STRUCTURES) + 1
+    assert brain_structures.AUGMENTATION.symmetric_labels and not brain_structures.AUGMENTATION.label_swap
 
 
 def test_aal_names_match_the_mapping_when_the_atlas_is_cached():
