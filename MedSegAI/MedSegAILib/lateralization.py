@@ -23,6 +23,8 @@ import numpy as np
 
 from .label_regions import centroid_index, label_boxes, union_box
 
+SLAB_SLICES = 32
+
 
 def split_at_midline(labels: np.ndarray, ijk_to_ras: np.ndarray, pairs: Sequence[tuple[int, int]]) -> float | None:
     """In ``labels`` (``(k, j, i)``, changed in place), give every voxel of a pair's right value
@@ -41,7 +43,12 @@ def split_at_midline(labels: np.ndarray, ijk_to_ras: np.ndarray, pairs: Sequence
     k0, j0, i0 = (s.start for s in box)
     kc, jc, ic = centroid_index(paired) + (k0, j0, i0)
     midline_x = float(m[0] @ (ic, jc, kc, 1.0))
-    k, j, i = np.ogrid[k0:box[0].stop, j0:box[1].stop, i0:box[2].stop]
-    left_of_midline = m[0, 0] * i + m[0, 1] * j + m[0, 2] * k + m[0, 3] < midline_x
-    np.copyto(region, to_left[region], where=paired & left_of_midline)
+    _, j, i = np.ogrid[0:1, j0:box[1].stop, i0:box[2].stop]
+    in_plane_x = m[0, 0] * i + m[0, 1] * j + m[0, 3]
+    # slab by slab: RAS x of a whole large box in float64 would cost 8 bytes per voxel at once
+    for start in range(0, region.shape[0], SLAB_SLICES):
+        stop = min(start + SLAB_SLICES, region.shape[0])
+        k = np.arange(k0 + start, k0 + stop, dtype=float)[:, None, None]
+        slab = region[start:stop]
+        np.copyto(slab, to_left[slab], where=paired[start:stop] & (in_plane_x + m[0, 2] * k < midline_x))
     return midline_x
