@@ -6,7 +6,7 @@ import pytest
 from MedSegAILib.bundle import parse_card
 from MedSegAILib.errors import BundleError
 from MedSegAILib.image import Volume
-from MedSegAILib.lateralization import split_at_midline
+from MedSegAILib.lateralization import mirror_centre, split_at_midline
 from MedSegAILib.pipeline import SegmentationOptions, segment
 
 from testing_support import GEOMETRIES, label_entry, make_card, ras_of_voxels, volume_on
@@ -85,3 +85,24 @@ def test_lateralization_pairs_are_checked(pairs, message):
 def test_cards_without_pairs_have_a_channel_per_label():
     card = parse_card(make_card())
     assert card.lateral_pairs == () and card.channel_values == (0, 1) and card.num_classes == 2
+
+
+@pytest.mark.parametrize("geometry", ["ras_iso", "oblique"])
+def test_a_false_positive_on_one_side_does_not_move_the_midline(geometry):
+    """A centroid of all paired voxels moves 4-5 mm towards a smaller stray blob; the mirror plane
+    of the structures does not move."""
+    vol, right_ball, left_ball, midline = two_blobs(geometry, offset_x=2.0)
+    ras = ras_of_voxels(vol)
+    stray = np.linalg.norm(ras - [midline - 24.0, ras[..., 1].mean() + 12, ras[..., 2].mean()], axis=-1) < 4.0
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[right_ball | left_ball | stray] = 1
+    centroid_x = ras[labels == 1][:, 0].mean()
+    found = split_at_midline(labels, vol.ijk_to_ras, [(1, 2)])
+    assert abs(centroid_x - midline) > 3 and found == pytest.approx(midline, abs=1.0)
+    assert (labels[right_ball] == 1).all() and (labels[left_ball] == 2).all() and (labels[stray] == 2).all()
+
+
+def test_mirror_centre_of_profiles():
+    # one structure with parts in bins 2-3 and 9-10, a second in bins 4 and 7, a stray count in bin 0
+    profiles = np.array([[1, 0, 5, 5, 0, 0, 0, 0, 0, 5, 5], [0, 0, 0, 0, 3, 0, 0, 3, 0, 0, 0]])
+    assert mirror_centre(profiles, first_bin_x=-10.0) == pytest.approx(-10.0 + 6.5)  # centre of bin 6
