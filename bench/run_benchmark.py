@@ -420,7 +420,7 @@ def child_main(path: Path, out_dir: Path, threads: int) -> None:
     """One end-to-end case in this (fresh) process; prints one JSON line with seconds and peak RSS
     per stage and sub-step. Sub-steps are timed by wrapping core functions in this process only."""
     t_import = time.perf_counter()
-    from MedSegAILib import measurements, outputs, pipeline, postprocessing
+    from MedSegAILib import measurements, outputs, pipeline, postprocessing, surfaces
     from MedSegAILib.image import read_volume
     from MedSegAILib.inference import InferenceEngine
     from MedSegAILib.outputs import write_outputs
@@ -438,10 +438,10 @@ def child_main(path: Path, out_dir: Path, threads: int) -> None:
     mem.wrap(postprocessing, "keep_components", "components")
     mem.wrap(postprocessing, "fill_holes", "fill_holes")
     mem.wrap(outputs, "write_seg_nrrd", "seg_nrrd")
-    mem.wrap(measurements, "measure", "measure")  # outputs imports it when it writes measurements
-    mem.wrap(measurements, "label_surface", "surface")
-    mem.wrap(measurements, "max_diameter", "max_diameter")
-    mem.wrap(measurements, "intensity_statistics", "intensity")
+    # outputs imports these when it writes surfaces and measurements; per-label steps run in
+    # threads, which one stack of labels cannot follow, so only the whole steps are timed
+    mem.wrap(surfaces, "label_surfaces", "surfaces")
+    mem.wrap(measurements, "measure", "measure")
 
     t0 = time.perf_counter()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
