@@ -315,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     timings = {f"cpu_{args.threads or physical_cores()}core_1mm_brain_s": test.seconds}
     final = export_bundle(out, card_document(args.network, training, metrics, timings), result.network,
                           overwrite=args.overwrite)
-    write_summary(work_dir, f"brain structures ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it)",
-                  args.network, final.path, result, command, started,
+    task = f"brain structures {BUNDLE_VERSION} ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it)"
+    write_summary(work_dir, task, args.network, final.path, result, command, started,
                   held_out=test, mean_dice=round(mean_dice, 4), atlas_placement_dice=baseline)
     return 0
 
