@@ -10,8 +10,8 @@ from pathlib import Path
 from .bundle import Label
 from .fileio import write_text_atomic
 from .image import Volume, write_volume
-from .pipeline import SegmentationResult
 from .label_regions import label_boxes
+from .pipeline import SegmentationResult
 from .process_hygiene import physical_cores
 from .segnrrd import SegmentInfo, write_seg_nrrd
 from .terminology import labels_document, terminology_entry
