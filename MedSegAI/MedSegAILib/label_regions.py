@@ -19,6 +19,20 @@ def label_boxes(labels: np.ndarray, values: Iterable[int]) -> dict[int, tuple[sl
     return {v: boxes[v - 1] for v in values}
 
 
+def whole_box(shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """The box of a whole array of ``shape``."""
+    return tuple(slice(0, n) for n in shape)
+
+
+def nonzero_box(array: np.ndarray) -> tuple[slice, ...] | None:
+    """Tight bounding box of the non-zero voxels of a 3D ``array`` (None if there are none), from
+    its projections on the three axes."""
+    coords = [np.flatnonzero(array.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
+    if any(c.size == 0 for c in coords):
+        return None
+    return tuple(slice(int(c[0]), int(c[-1]) + 1) for c in coords)
+
+
 def union_box(boxes: Iterable[tuple[slice, ...] | None]) -> tuple[slice, ...] | None:
     """The smallest box holding every box of ``boxes`` (None entries are skipped; None if all are)."""
     present = [b for b in boxes if b is not None]

@@ -15,7 +15,7 @@ from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
 
 from .fileio import write_text_atomic
-from .label_regions import centroid_index, label_boxes
+from .label_regions import centroid_index, label_boxes, whole_box
 from .surfaces import SurfaceParameters, label_surface, surface_area_volume, surface_points
 
 PERCENTILES = (5, 25, 75, 95)
@@ -77,7 +77,7 @@ def measure_segment(labels: np.ndarray, ijk_to_ras: np.ndarray, value: int, name
     """Measure label ``value``; ``image`` (same grid) adds intensity statistics. ``surface``: the
     label's closed surface when the caller already built it (it is built otherwise). ``box``:
     index slices that hold every voxel of the label (its bounding box), so only they are read."""
-    region = box or tuple(slice(0, n) for n in labels.shape)
+    region = box or whole_box(labels.shape)
     mask = labels[region] == value
     count = int(np.count_nonzero(mask))
     voxel_mm3 = float(abs(np.linalg.det(np.asarray(ijk_to_ras)[:3, :3])))
@@ -85,7 +85,7 @@ def measure_segment(labels: np.ndarray, ijk_to_ras: np.ndarray, value: int, name
     area, surface_volume = surface_area_volume(poly)
     points = surface_points(poly)
     if count:
-        kji = centroid_index(mask) + [r.start or 0 for r in region]
+        kji = centroid_index(mask) + [r.start for r in region]
         centroid = (np.asarray(ijk_to_ras) @ np.r_[kji[::-1], 1.0])[:3]
         bounds_min, bounds_max = points.min(axis=0), points.max(axis=0)
     else:
@@ -106,7 +106,7 @@ def measure(labels: np.ndarray, ijk_to_ras: np.ndarray, names: dict[int, str], i
     the labels' closed surfaces and bounding boxes, when the caller already has them."""
     surfaces = surfaces or {}
     boxes = boxes if boxes is not None else label_boxes(labels, names)
-    empty = tuple(slice(0, 0) for _ in labels.shape)
+    empty = whole_box((0,) * labels.ndim)
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         return list(pool.map(lambda v: measure_segment(labels, ijk_to_ras, v, names[v], image, surface_params,
                                                        surfaces.get(v), boxes[v] or empty), names))

@@ -15,6 +15,7 @@ import numpy as np
 
 from .fileio import atomic_path
 from .geometry import ras_to_lps
+from .label_regions import nonzero_box
 
 _NRRD_TYPES = {np.dtype(np.uint8): "unsigned char", np.dtype(np.uint16): "unsigned short",
                np.dtype(np.int16): "short", np.dtype(np.int32): "int"}
@@ -129,11 +130,11 @@ GZIP_LEVEL = 3
 
 def effective_extent(labels: np.ndarray) -> str:
     """``i0 i1 j0 j1 k0 k1`` of the non-zero voxels (the shared layer's extent, as Slicer writes it)."""
-    coords = [np.flatnonzero(labels.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
-    if any(c.size == 0 for c in coords):
+    box = nonzero_box(labels)
+    if box is None:
         return "0 -1 0 -1 0 -1"
-    (k0, k1), (j0, j1), (i0, i1) = ((int(c[0]), int(c[-1])) for c in coords)
-    return f"{i0} {i1} {j0} {j1} {k0} {k1}"
+    k, j, i = box
+    return f"{i.start} {i.stop - 1} {j.start} {j.stop - 1} {k.start} {k.stop - 1}"
 
 
 def write_seg_nrrd(path, labels: np.ndarray, ijk_to_ras: np.ndarray, segments: list[SegmentInfo],

@@ -27,7 +27,7 @@ from vtkmodules.vtkImagingCore import vtkImageConstantPad
 from vtkmodules.vtkIOGeometry import vtkOBJWriter, vtkSTLWriter
 
 from .fileio import atomic_path
-from .label_regions import label_boxes
+from .label_regions import label_boxes, nonzero_box, whole_box
 
 
 @dataclass(frozen=True)
@@ -57,18 +57,18 @@ def label_surface(labels: np.ndarray, ijk_to_ras: np.ndarray, label_value: int,
     """Closed surface (RAS, mm) of the voxels of ``labels`` equal to ``label_value``; empty
     polydata when there are none. ``box``: index slices known to hold every voxel of the label
     (e.g. from :func:`.label_regions.label_boxes`), so that only they are searched."""
-    region = box or tuple(slice(0, n) for n in labels.shape)
-    inside = labels[region] == label_value
-    coords = [np.flatnonzero(inside.any(axis=tuple(a for a in range(3) if a != d))) + (region[d].start or 0)
-              for d in range(3)]
-    if any(c.size == 0 for c in coords):
+    region = box or whole_box(labels.shape)
+    tight = nonzero_box(labels[region] == label_value)
+    if tight is None:
         return vtkPolyData()
+    first = [r.start + t.start for r, t in zip(region, tight)]
+    stop = [r.start + t.stop for r, t in zip(region, tight)]
     # crop with a one-voxel margin of zeros; where the label touches the volume border the margin
     # is missing and the image is padded, exactly like Slicer pads the whole labelmap
-    lo = [max(0, int(c[0]) - 1) for c in coords]
-    hi = [min(labels.shape[d], int(c[-1]) + 2) for d, c in enumerate(coords)]
+    lo = [max(0, f - 1) for f in first]
+    hi = [min(n, s + 1) for n, s in zip(labels.shape, stop)]
     crop = labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == label_value
-    touches_border = any(int(c[0]) == 0 or int(c[-1]) == labels.shape[d] - 1 for d, c in enumerate(coords))
+    touches_border = any(f == 0 or s == n for f, s, n in zip(first, stop, labels.shape))
     image = _image_from_mask(crop, tuple(lo))
     if touches_border:
         pad = vtkImageConstantPad()
