@@ -64,7 +64,7 @@ def _write_surface_outputs(result: SegmentationResult, image: Volume, case: str,
     labels, written = result.labels, []
     values = [x.value for x in result.found]
     threads = options.threads or physical_cores()
-    boxes = label_boxes(labels.array, values)
+    boxes = result.boxes if set(values) <= set(result.boxes) else label_boxes(labels.array, values)
     # normals only shade the written files; areas, volumes and diameters do not use them
     params = SurfaceParameters(smoothing_factor=options.smoothing, compute_normals=bool(options.surfaces))
     surfaces = label_surfaces(labels.array, labels.ijk_to_ras, values, params, threads, boxes)

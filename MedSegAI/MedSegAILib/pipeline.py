@@ -67,6 +67,8 @@ class SegmentationResult:
     warnings: list[str] = field(default_factory=list)
     device: str = "cpu"
     seconds: dict[str, float] = field(default_factory=dict)
+    # bounding box of each found label in labels.array, so that outputs need not search again
+    boxes: dict[int, tuple[slice, ...]] = field(default_factory=dict)
 
 
 # Host bytes per voxel of the scan's own grid beyond the input itself: label map, slab-wise
@@ -188,4 +190,5 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
         )
     if missing:
         warnings.append("not found: " + ", ".join(x.name for x in missing))
-    return SegmentationResult(source.with_array(labels), card, found, missing, warnings, device.type, seconds)
+    return SegmentationResult(source.with_array(labels), card, found, missing, warnings, device.type, seconds,
+                              {label.value: boxes[label.value] for label in found})
