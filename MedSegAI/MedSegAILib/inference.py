@@ -1,17 +1,23 @@
-"""Sliding-window inference with Gaussian blending, flip TTA, progress and cancellation."""
+"""The PyTorch runtime: the network on CPU, CUDA or Apple MPS, with optional mixed precision."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 
 from .bundle.card import InferenceSettings
+from .engine import WindowedEngine, WindowProgress
 from .errors import ResourceError
-from .progress import ProgressReporter
-from .sliding_window import count_windows, sliding_window_inference
+from .process_hygiene import physical_cores
+from .sliding_window import sliding_window_inference
+
+if TYPE_CHECKING:
+    from .bundle import Bundle, ModelCard
+    from .pipeline import SegmentationOptions
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -59,8 +65,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 @dataclass
-class InferenceEngine:
-    """Runs a network over a whole volume.
+class InferenceEngine(WindowedEngine):
+    """Runs a PyTorch network over a whole volume.
 
     Args:
         network: maps ``(B, C, X, Y, Z)`` to ``(B, classes, X, Y, Z)`` logits.
@@ -69,6 +75,7 @@ class InferenceEngine:
         stitch_device: where window outputs are accumulated (CPU saves GPU memory on big volumes).
         use_tta: apply the card's flip test-time augmentation.
         precision: ``auto``, ``fp32`` or ``bf16`` (see :func:`autocast_dtype`).
+        threads: CPU threads while predicting (None: leave torch's setting).
     """
 
     network: torch.nn.Module
@@ -77,47 +84,57 @@ class InferenceEngine:
     stitch_device: torch.device | None = None
     use_tta: bool = False
     precision: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         self.network = self.network.to(self.device).eval()
         self.autocast = autocast_dtype(self.precision, self.device)
+        self.device_type = self.device.type
 
-    @property
-    def flips(self) -> list[tuple[int, ...]]:
-        return [()] + ([tuple(f) for f in self.settings.tta_flips] if self.use_tta else [])
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        previous = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            torch.set_num_threads(previous)
 
-    def total_windows(self, spatial_shape: Sequence[int]) -> int:
-        return count_windows(spatial_shape, self.settings.patch_size, self.settings.overlap) * len(self.flips)
+    def _batch_of_one(self, image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(image)[None]
 
-    def predict(self, image: np.ndarray, reporter: ProgressReporter | None = None) -> np.ndarray:
-        """Class probabilities ``(classes, X, Y, Z)`` float32 for a ``(C, X, Y, Z)`` image."""
-        reporter = reporter or ProgressReporter()
-        total = self.total_windows(image.shape[1:])
-        done = 0
-
-        def predictor(window: torch.Tensor) -> torch.Tensor:
-            nonlocal done
-            reporter.cancel.raise_if_cancelled()
+    def _sliding_window(self, x: torch.Tensor, progress: WindowProgress) -> torch.Tensor:
+        def logits(window: torch.Tensor) -> torch.Tensor:
             with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-                logits = self.network(window.to(self.device))
-            done += window.shape[0]
-            reporter.update(min(1.0, done / total), f"window {done}/{total}")
-            return logits.float()
+                return self.network(window.to(self.device)).float()
 
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-        probabilities = None
-        with torch.inference_mode():
-            for axes in self.flips:
-                dims = [a + 2 for a in axes]
-                xin = torch.flip(x, dims) if dims else x
-                logits = sliding_window_inference(
-                    xin, self.settings.patch_size, predictor, overlap=self.settings.overlap,
-                    blending=self.settings.blending, batch_size=self.settings.sw_batch_size, device=self.device,
-                    stitch_device=self.stitch_device or self.device,
-                )
-                prob = torch.softmax(torch.flip(logits, dims) if dims else logits, dim=1)[0].float()
-                probabilities = prob if probabilities is None else probabilities.add_(prob)
-            assert probabilities is not None
-            if len(self.flips) > 1:
-                probabilities /= len(self.flips)
-            return probabilities.cpu().numpy()
+        return sliding_window_inference(x, self.settings.patch_size, progress.wrap(logits),
+                                        overlap=self.settings.overlap, blending=self.settings.blending,
+                                        batch_size=self.settings.sw_batch_size, device=self.device,
+                                        stitch_device=self.stitch_device or self.device)
+
+    def _flip(self, x: torch.Tensor, dims: list[int]) -> torch.Tensor:
+        return torch.flip(x, dims)
+
+    def _softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=1)[0].float()
+
+    def _to_numpy(self, probabilities: torch.Tensor) -> np.ndarray:
+        return probabilities.cpu().numpy()
+
+
+def torch_engine(bundle: "Bundle", card: "ModelCard", options: "SegmentationOptions", model_grid_bytes: int,
+                 warnings: list[str]) -> InferenceEngine:
+    """The PyTorch engine for ``card`` on the options' device. On a GPU whose free memory the
+    model grid's buffers would crowd, windows run there and are assembled in host memory."""
+    device = select_device(options.device)
+    stitch_device = device
+    if device.type == "cuda":
+        free_gpu, _ = torch.cuda.mem_get_info(device)
+        if model_grid_bytes > 0.5 * free_gpu:  # keep room for activations: stitch on the host instead
+            stitch_device = torch.device("cpu")
+            warnings.append("large volume: windows run on the GPU, results are assembled in host memory")
+    return InferenceEngine(bundle.build_network(card), card.inference, device, stitch_device, options.tta,
+                           options.precision, options.threads or physical_cores())

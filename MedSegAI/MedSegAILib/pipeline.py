@@ -9,22 +9,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import psutil
-import torch
 
 from .applicability import check_applicability
 from .bundle import Bundle, Label, ModelCard
 from .errors import EmptyResultError, InputImageError, ResourceError
 from .geometry import crop_grid, ras_box_to_ijk_slices, voxel_centres_in_ras_box
 from .image import Volume
-from .inference import InferenceEngine, select_device
 from .label_regions import label_boxes
 from .lateralization import split_at_midline
 from .postprocessing import postprocess
 from .preprocessing import prepare_case
 from .preprocessing.pipeline import from_network_layout
 from .preprocessing.spatial import SpatialPlan
-from .process_hygiene import physical_cores
 from .progress import ProgressReporter
+from .runtime import open_engine
 
 
 @dataclass
@@ -33,7 +31,9 @@ class SegmentationOptions:
 
     Attributes:
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        threads: CPU threads for torch (None: physical cores).
+        runtime: ``auto`` (the card's faster CPU runtime on a CPU, else PyTorch), ``torch`` or
+            ``onnxruntime`` (see :mod:`~MedSegAILib.runtime`).
+        threads: CPU threads for the network (None: physical cores).
         variant: a card variant such as ``"fast"``.
         roi_ras: ``(min_corner, max_corner)`` of an RAS box; only voxels inside are segmented.
         labels: names of the labels to keep (None: all).
@@ -47,6 +47,7 @@ class SegmentationOptions:
     """
 
     device: str = "auto"
+    runtime: str = "auto"
     threads: int | None = None
     variant: str | None = None
     roi_ras: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
@@ -124,7 +125,6 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
         work_inputs[0] = _crop(source, start, stop)
 
     plan = SpatialPlan.for_grid(work_inputs[0].grid, card.preprocessing.target_spacing)
-    device = select_device(options.device)
     flips = 1 + (len(card.inference.tta_flips) if options.tta else 0)
     needed = estimate_peak_bytes(plan.model_grid.size_ijk, card.num_classes, len(card.inputs), flips,
                                  source.array.size)
@@ -137,27 +137,15 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
             f"{available / 2**30:.1f} GiB are free",
             "segment a region (--roi), use the fast variant (--fast) if the model has one, or close other programs",
         )
-    stitch_device = device
-    if device.type == "cuda":
-        free_gpu, _ = torch.cuda.mem_get_info(device)
-        on_model_grid = estimate_peak_bytes(plan.model_grid.size_ijk, card.num_classes, len(card.inputs), flips)
-        if on_model_grid > 0.5 * free_gpu:  # keep room for activations: stitch on the host instead
-            stitch_device = torch.device("cpu")
-            warnings.append("large volume: windows run on the GPU, results are assembled in host memory")
+    on_model_grid = estimate_peak_bytes(plan.model_grid.size_ijk, card.num_classes, len(card.inputs), flips)
+    engine = open_engine(bundle, card, options, on_model_grid, warnings)
 
     prepared = prepare_case(work_inputs, card.preprocessing)
     seconds["preprocess"] = time.perf_counter() - t0
 
-    reporter.stage("inference", f"running {card.id} on {device.type}")
+    reporter.stage("inference", f"running {card.id} on {engine.device_type}")
     t1 = time.perf_counter()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(options.threads or physical_cores())
-    try:
-        engine = InferenceEngine(bundle.build_network(card), card.inference, device, stitch_device, options.tta,
-                                 options.precision)
-        probabilities = engine.predict(prepared.image, reporter)
-    finally:
-        torch.set_num_threads(previous_threads)
+    probabilities = engine.predict(prepared.image, reporter)
     seconds["inference"] = time.perf_counter() - t1
 
     reporter.stage("postprocess", "restoring the input geometry")
@@ -190,5 +178,5 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
         )
     if missing:
         warnings.append("not found: " + ", ".join(x.name for x in missing))
-    return SegmentationResult(source.with_array(labels), card, found, missing, warnings, device.type, seconds,
+    return SegmentationResult(source.with_array(labels), card, found, missing, warnings, engine.device_type, seconds,
                               {label.value: boxes[label.value] for label in found})

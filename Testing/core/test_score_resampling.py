@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from MedSegAILib.geometry import Grid, compose_ijk_to_ras, crop_grid, grid_with_spacing
 from MedSegAILib.image import set_sitk_geometry
@@ -78,7 +77,7 @@ def test_grids_that_are_not_axis_aligned_are_refused():
 
 def test_positions_beyond_the_outer_voxel_centres_take_the_border_value():
     axis = AxisInterpolation.for_axis(3, 1.0, -1.0, 2)  # positions -1, 0, 1
-    values = axis.apply(torch.tensor([[10.0, 20.0]]), 1)
+    values = axis.apply(np.array([[10.0, 20.0]], np.float32), 1)
     assert values.tolist() == [[10.0, 10.0, 20.0]]
 
 

@@ -33,10 +33,32 @@ def test_blended_output_matches_monai(size, patch, overlap, blending, batch):
 
 @pytest.mark.parametrize("patch", [(16, 16, 8), (15, 9, 1), (7,)])
 def test_gaussian_weights_match_monai(patch):
-    ours = importance_map(patch)
+    ours = torch.from_numpy(importance_map(patch))
     theirs = compute_importance_map(patch, mode="gaussian", sigma_scale=0.125, device="cpu")
     torch.testing.assert_close(ours, theirs)
     assert float(ours.min()) >= 1e-3
+
+
+@pytest.mark.parametrize("size, patch, overlap, blending, batch", [
+    ((37, 29, 21), (16, 16, 8), 0.25, "gaussian", 2),
+    ((10, 40, 7), (16, 16, 8), 0.5, "constant", 1),
+])
+def test_numpy_images_blend_exactly_as_torch_tensors(size, patch, overlap, blending, batch):
+    """ONNX Runtime's path (numpy in, numpy out) puts the same windows together as PyTorch's."""
+    net = _network()
+    image = torch.randn(1, 2, *size, generator=torch.Generator().manual_seed(2))
+
+    def numpy_predictor(x: np.ndarray) -> np.ndarray:
+        assert isinstance(x, np.ndarray) and x.flags.c_contiguous
+        with torch.inference_mode():
+            return net(torch.from_numpy(x)).numpy()
+
+    with torch.inference_mode():
+        expected = sliding_window_inference(image, patch, net, overlap=overlap, blending=blending, batch_size=batch)
+    actual = sliding_window_inference(image.numpy(), patch, numpy_predictor, overlap=overlap, blending=blending,
+                                      batch_size=batch)
+    assert isinstance(actual, np.ndarray) and actual.dtype == np.float32
+    np.testing.assert_allclose(actual, expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_each_window_is_predicted_once_and_progress_can_count_them():

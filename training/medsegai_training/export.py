@@ -7,14 +7,16 @@ with ``MedSegAILib.bundle.write_bundle`` (which validates the card and verifies 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from MedSegAILib.bundle import Bundle, write_bundle
+from MedSegAILib.bundle import CARD_FILE, Bundle, weights_bytes, write_bundle_members
 from MedSegAILib.process_hygiene import physical_cores
 
 ANATOMICAL_STRUCTURE = ["SCT", "123037004", "Anatomical Structure"]
@@ -87,12 +89,26 @@ def export_bundle(destination: str | Path, card_document: dict, network: torch.n
     """Write ``network``'s weights and ``card_document`` as a bundle folder (or ``.zip``) and open it.
 
     With ``overwrite`` an existing bundle at ``destination`` is replaced only once the new one has
-    been written and verified.
+    been written and verified. When the card names an ONNX graph (``files.onnx_graph``), the
+    network is exported there, its weights those of the weights file (:mod:`.onnx_export`).
     """
-    destination = Path(destination)
-    weights = {card_document["files"]["weights"]: network.state_dict()}
+    weights_file = card_document["files"]["weights"]
+    graph_file = card_document["files"].get("onnx_graph")
+    weights = weights_bytes(network.state_dict())
+    members = {CARD_FILE: (json.dumps(card_document, indent=2) + "\n").encode("utf-8"), weights_file: weights}
+    if graph_file:
+        from .onnx_export import input_shape_of, onnx_bytes, with_external_weights
+
+        members[graph_file], _ = with_external_weights(onnx_bytes(network, input_shape_of(card_document)), weights,
+                                                       weights_file)
+    return replace_bundle(Path(destination), lambda target: write_bundle_members(target, members), overwrite)
+
+
+def replace_bundle(destination: Path, write: Callable[[Path], object], overwrite: bool = False) -> Bundle:
+    """Run ``write`` to create the bundle at ``destination``; an existing bundle there is replaced
+    (with ``overwrite``) only after the new one has been written and verified next to it."""
     if not destination.exists():
-        write_bundle(destination, card_document, weights)
+        write(destination)
         return Bundle.open(destination)
     if not overwrite:
         raise FileExistsError(f"{destination} exists; pass overwrite to replace it")
@@ -100,7 +116,8 @@ def export_bundle(destination: str | Path, card_document: dict, network: torch.n
     old = destination.with_name(f".{destination.name}.old")
     for stale in (fresh, old):
         _remove(stale)
-    write_bundle(fresh, card_document, weights)
+    write(fresh)
+    Bundle.open(fresh)
     destination.rename(old)
     fresh.rename(destination)
     _remove(old)

@@ -102,9 +102,10 @@ class Bundle:
             raise BundleError(f"{source} has no {CARD_FILE}", "a bundle holds model.json, the weights and SHA256SUMS")
         verify_members(members, source)
         card = load_card_text(members[CARD_FILE].decode("utf-8"), f"{source}/{CARD_FILE}")
-        weights = {card.weights_file} | {v["weights"] for v in card.variants.values() if "weights" in v}
-        for name in sorted(weights - set(members)):
-            raise BundleError(f"{source}: weights file {name} named in the card is missing", "re-export the bundle")
+        named = {card.weights_file} | {v["weights"] for v in card.variants.values() if "weights" in v}
+        named |= {f for f in [card.onnx_graph_file, *(v.get("onnx_graph") for v in card.variants.values())] if f}
+        for name in sorted(named - set(members)):
+            raise BundleError(f"{source}: file {name} named in the card is missing", "re-export the bundle")
         return cls(path, card, members)
 
     def state_dict(self, weights_file: str | None = None) -> dict[str, torch.Tensor]:
@@ -163,16 +164,11 @@ def _alias_names(state_dict: dict[str, torch.Tensor]) -> set[str]:
     return aliases
 
 
-def _member_bytes(card_document: dict, state_dicts: dict[str, dict[str, torch.Tensor]],
-                  extra_files: dict[str, bytes] | None) -> dict[str, bytes]:
+def weights_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
+    """A state dict as the bytes of a ``.safetensors`` file, each aliased tensor once."""
     from safetensors.torch import save as save_safetensors
 
-    members: dict[str, bytes] = {CARD_FILE: (json.dumps(card_document, indent=2) + "\n").encode("utf-8")}
-    for name, sd in state_dicts.items():
-        members[name] = save_safetensors({k: v.detach().contiguous().cpu() for k, v in unique_tensors(sd).items()})
-    members.update(extra_files or {})
-    members[CHECKSUM_FILE] = "".join(f"{sha256_hex(members[n])}  {n}\n" for n in sorted(members)).encode()
-    return members
+    return save_safetensors({k: v.detach().contiguous().cpu() for k, v in unique_tensors(state_dict).items()})
 
 
 def write_bundle(destination: str | Path, card_document: dict, state_dicts: dict[str, dict[str, torch.Tensor]],
@@ -182,11 +178,23 @@ def write_bundle(destination: str | Path, card_document: dict, state_dicts: dict
     ``state_dicts`` maps weights file names (``card['files']['weights']`` and any variant's) to
     state dicts. The card is validated first, so an invalid bundle is never written.
     """
-    from .card import parse_card
+    members = {CARD_FILE: (json.dumps(card_document, indent=2) + "\n").encode("utf-8")}
+    members.update({name: weights_bytes(sd) for name, sd in state_dicts.items()})
+    members.update(extra_files or {})
+    return write_bundle_members(destination, members)
 
-    parse_card(card_document, "card to export")
+
+def write_bundle_members(destination: str | Path, members: dict[str, bytes]) -> Path:
+    """Write the files of a bundle (card, weights, graphs; ``SHA256SUMS`` is added) as a folder or
+    ``.zip``, all at once, and verify it. The card is validated first."""
+    from .card import load_card_text
+
+    if CARD_FILE not in members:
+        raise BundleError(f"a bundle needs {CARD_FILE}", "give the card with the other files")
+    load_card_text(members[CARD_FILE].decode("utf-8"), "card to export")
+    members = {n: data for n, data in members.items() if n != CHECKSUM_FILE}
+    members[CHECKSUM_FILE] = "".join(f"{sha256_hex(members[n])}  {n}\n" for n in sorted(members)).encode()
     destination = Path(destination)
-    members = _member_bytes(card_document, state_dicts, extra_files)
     if destination.suffix == ".zip":
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -116,6 +116,7 @@ class InferenceSettings:
     blending: str = "gaussian"
     tta_flips: tuple[tuple[int, ...], ...] = ()
     sw_batch_size: int = 1
+    cpu_runtime: str = "torch"  # the faster runtime on a CPU, as measured for this network
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class ModelCard:
     variants: dict
     raw: dict
     lateral_pairs: tuple[tuple[int, int], ...] = ()  # (right, left) values split at the midline
+    onnx_graph_file: str | None = None  # the network as ONNX, weights in weights_file (see onnx_inference)
 
     @property
     def channel_values(self) -> tuple[int, ...]:
@@ -182,8 +184,8 @@ class ModelCard:
             raise BundleError(f"model {self.id} offers no {name!r} variant", f"variants of this model: {offered}")
         v = self.variants[name]
         card = self
-        if "weights" in v:
-            card = replace(card, weights_file=v["weights"])
+        if "weights" in v:  # a graph's weights live in one weights file: other weights, other graph
+            card = replace(card, weights_file=v["weights"], onnx_graph_file=v.get("onnx_graph"))
         if "network" in v:
             card = replace(card, network=NetworkSpec(v["network"]["name"], dict(v["network"]["args"])))
         if "target_spacing" in v:
@@ -261,6 +263,9 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
     per_input = tuple(_normalization(i["normalization"], f"inputs/{k}/normalization", source)
                       if "normalization" in i else default for k, i in enumerate(d["inputs"]))
     inf = d["inference"]
+    if inf.get("cpu_runtime") == "onnxruntime" and "onnx_graph" not in d["files"]:
+        raise BundleError(f"{source}: inference.cpu_runtime is onnxruntime but files.onnx_graph names no graph",
+                          "add the graph (medsegai_training.onnx_export --into-bundle) or drop cpu_runtime")
     app = d.get("applicability", {})
     lic = d["license"]
     return ModelCard(
@@ -278,10 +283,11 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
         inference=InferenceSettings(
             patch_size=tuple(inf["patch_size"]), overlap=inf.get("overlap", 0.25),
             blending=inf.get("blending", "gaussian"), tta_flips=tuple(tuple(f) for f in inf.get("tta_flips", [])),
-            sw_batch_size=inf.get("sw_batch_size", 1),
+            sw_batch_size=inf.get("sw_batch_size", 1), cpu_runtime=inf.get("cpu_runtime", "torch"),
         ),
         license_name=lic["name"], commercial_use=lic.get("commercial_use"),
         weights_file=d["files"]["weights"],
+        onnx_graph_file=d["files"].get("onnx_graph"),
         applicability=Applicability(
             tuple(app["spacing_mm"]) if "spacing_mm" in app else None,
             tuple(app["min_field_of_view_mm"]) if "min_field_of_view_mm" in app else None,

@@ -100,6 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    p.add_argument("--runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
+                   help="auto (default): the model's faster CPU runtime when it runs on the CPU, else PyTorch; "
+                        "onnxruntime: ONNX Runtime on the CPU (the model needs an ONNX graph)")
     p.add_argument("--roi", help="segment only inside this RAS box (mm): --roi=R1,A1,S1,R2,A2,S2")
     p.add_argument("--labels", help="comma-separated label names to keep (default: all)")
     p.add_argument("--fast", action="store_true", help="use the model's fast, low-resolution variant")
@@ -129,7 +132,8 @@ def run(args: argparse.Namespace, catalog, reporter: Reporter, cancel: CancelTok
         if s not in ("stl", "obj"):
             raise InputImageError(f"unknown surface format {s!r}", "use --surfaces stl, obj or stl,obj")
     options = SegmentationOptions(
-        device=args.device, threads=args.threads, variant="fast" if args.fast else None, roi_ras=parse_roi(args.roi),
+        device=args.device, runtime=args.runtime, threads=args.threads, variant="fast" if args.fast else None,
+        roi_ras=parse_roi(args.roi),
         labels=[x.strip() for x in args.labels.split(",")] if args.labels else None, tta=args.tta,
         precision=args.precision, force=args.force, allow_empty=args.allow_empty,
         memory_limit_bytes=int(args.max_memory_gb * 2**30) if args.max_memory_gb else None)
