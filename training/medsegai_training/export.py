@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-
 from MedSegAILib.bundle import CARD_FILE, Bundle, weights_bytes, write_bundle_members
 from MedSegAILib.process_hygiene import physical_cores
 
@@ -71,11 +70,10 @@ def hardware_summary(threads: int | None = None) -> str:
 
 
 def software_versions() -> dict:
+    import MedSegAILib
     import monai
     import numpy
     import SimpleITK
-
-    import MedSegAILib
 
     from . import __version__
 

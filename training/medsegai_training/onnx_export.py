@@ -35,7 +35,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-
 from MedSegAILib.bundle import CARD_FILE, Bundle, write_bundle_members
 from MedSegAILib.fileio import atomic_path
 from MedSegAILib.onnx_inference import INPUT_NAME, OUTPUT_NAME, open_session

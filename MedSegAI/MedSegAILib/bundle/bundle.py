@@ -95,8 +95,11 @@ class Bundle:
 
     @classmethod
     def open(cls, path: str | Path) -> "Bundle":
-        path = Path(path)
-        members = _read_members(path)
+        return cls.from_members(Path(path), _read_members(Path(path)))
+
+    @classmethod
+    def from_members(cls, path: Path, members: dict[str, bytes]) -> "Bundle":
+        """The bundle of these files, verified (checksums, card, every file the card names)."""
         source = f"bundle {path}"
         if CARD_FILE not in members:
             raise BundleError(f"{source} has no {CARD_FILE}", "a bundle holds model.json, the weights and SHA256SUMS")
@@ -186,15 +189,11 @@ def write_bundle(destination: str | Path, card_document: dict, state_dicts: dict
 
 def write_bundle_members(destination: str | Path, members: dict[str, bytes]) -> Path:
     """Write the files of a bundle (card, weights, graphs; ``SHA256SUMS`` is added) as a folder or
-    ``.zip``, all at once, and verify it. The card is validated first."""
-    from .card import load_card_text
-
-    if CARD_FILE not in members:
-        raise BundleError(f"a bundle needs {CARD_FILE}", "give the card with the other files")
-    load_card_text(members[CARD_FILE].decode("utf-8"), "card to export")
+    ``.zip``, all at once, and verify it. The bundle is verified in memory first."""
+    destination = Path(destination)
     members = {n: data for n, data in members.items() if n != CHECKSUM_FILE}
     members[CHECKSUM_FILE] = "".join(f"{sha256_hex(members[n])}  {n}\n" for n in sorted(members)).encode()
-    destination = Path(destination)
+    Bundle.from_members(destination, members)  # nothing is written for a bundle that would not open
     if destination.suffix == ".zip":
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
