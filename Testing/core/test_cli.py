@@ -184,6 +184,7 @@ def test_models_list_show_verify_import(tmp_path, models_dir):
     assert listed["test-window"]["source"] == "user" and listed["test-window"]["labels"] == ["Liver"]
     code, out, _ = run_cli("--models-dir", models_dir, "models", "show", "test-window")
     assert code == 0 and "SCT^10200004^Liver" in out and "license: Apache-2.0" in out
+    assert "runtime on CPUs: torch (no ONNX graph)" in out
     code, out, _ = run_cli("--models-dir", models_dir, "models", "verify", str(models_dir / "test-window-1.0.0"))
     assert code == 0 and out.startswith("OK")
     card = make_card(id="imported", version="2.0.0")

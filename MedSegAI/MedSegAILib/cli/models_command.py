@@ -53,6 +53,8 @@ def run(args: argparse.Namespace, catalog: Catalog, reporter: Reporter, user_dir
         out.write(f"license: {lic}\n")
         spacing = card.preprocessing.target_spacing
         out.write(f"network: {card.network.name}; spacing: {spacing or 'native'} mm; patch: {card.inference.patch_size}\n")
+        graph = f"ONNX graph {card.onnx_graph_file}" if card.onnx_graph_file else "no ONNX graph"
+        out.write(f"runtime on CPUs: {card.inference.cpu_runtime} ({graph})\n")
         if card.variants:
             out.write(f"variants: {', '.join(card.variants)}\n")
         for key in ("intended_use", "limitations"):
