@@ -375,6 +375,8 @@ class MedSegAILogic(ScriptedLoadableModuleLogic):
                 f"Licence: {lic}"]
         if timing:
             rows.append(f"Measured time: {timing}")
+        if card.inference.cpu_runtime == "onnxruntime" and card.onnx_graph_file:
+            rows.append("On a CPU this model runs on ONNX Runtime (it starts faster: PyTorch is not loaded)")
         if card.raw.get("intended_use"):
             rows.append(f"Intended use: {card.raw['intended_use']}")
         return "<br>".join(rows)
