@@ -153,3 +153,17 @@ def test_a_card_naming_a_missing_graph_or_onnx_runtime_without_graph_is_refused(
     with pytest.raises(BundleError, match="cpu_runtime is onnxruntime but files.onnx_graph names no graph"):
         write_bundle_members(tmp_path / "no-entry", _rewritten(brain_bundle, drop_graph_entry))
     assert not (tmp_path / "missing").exists() and not (tmp_path / "no-entry").exists()
+
+
+def test_flip_tta_gives_the_same_probabilities_on_both_runtimes(brain_bundle):
+    """The numpy flips and softmax of ONNX Runtime's path against torch's."""
+    import torch
+
+    from MedSegAILib.inference import InferenceEngine
+
+    settings = replace(brain_bundle.card.inference, tta_flips=((0,), (1, 2)))
+    image = np.random.default_rng(1).standard_normal((1, 52, 50, 49), dtype=np.float32)
+    ort = OnnxEngine(open_session(brain_bundle, brain_bundle.card, threads=1), settings, use_tta=True).predict(image)
+    torch_engine = InferenceEngine(brain_bundle.build_network(), settings, torch.device("cpu"), use_tta=True, threads=1)
+    assert torch_engine.total_windows(image.shape[1:]) == 3 * 8
+    np.testing.assert_allclose(ort, torch_engine.predict(image), atol=1e-4)
