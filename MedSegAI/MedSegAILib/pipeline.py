@@ -159,8 +159,7 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
         labels[np.isin(labels, dropped)] = 0
     if roi is not None:  # the crop is the box's bounding box in voxels; oblique grids stick out of it
         labels[~voxel_centres_in_ras_box(work_inputs[0].grid, *options.roi_ras)] = 0
-    voxel_mm3 = float(np.prod(work_inputs[0].spacing))
-    postprocess(labels, {label.value: label.postprocessing for label in keep}, voxel_mm3)
+    postprocess(labels, {label.value: label.postprocessing for label in keep}, tuple(work_inputs[0].spacing[::-1]))
     if roi is not None:
         full = np.zeros(source.array.shape, dtype=labels.dtype)
         start, stop = roi

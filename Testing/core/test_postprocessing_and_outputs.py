@@ -18,7 +18,7 @@ def test_postprocessing_keeps_largest_component_drops_islands_and_fills_holes():
     labels[18, 2, 18] = 2  # 1-voxel island of label 2
     labels[4, 4, 4] = 3  # another label inside label 1 must not be overwritten by hole filling
     specs = {1: PostProcessing(largest_components=1, fill_holes=True), 2: PostProcessing(min_island_ml=0.005)}
-    postprocess(labels, specs, voxel_volume_mm3=1.0)
+    postprocess(labels, specs, (1.0, 1.0, 1.0))
     assert labels[5, 5, 5] == 1  # hole filled
     assert labels[4, 4, 4] == 3  # other label kept
     assert (labels[15:17, 15:17, 15:17] == 0).all()  # small component of label 1 removed
@@ -40,10 +40,62 @@ def test_fill_holes_equals_scipys_on_random_masks():
 def test_island_size_uses_millilitres_of_the_grid():
     labels = np.zeros((10, 10, 10), np.uint8)
     labels[0:2, 0:2, 0:2] = 1  # 8 voxels
-    postprocess(labels, {1: PostProcessing(min_island_ml=0.5)}, voxel_volume_mm3=100.0)  # 0.8 mL: kept
+    postprocess(labels, {1: PostProcessing(min_island_ml=0.5)}, (4.0, 5.0, 5.0))  # 100 mm3 voxels, 0.8 mL: kept
     assert labels.sum() == 8
-    postprocess(labels, {1: PostProcessing(min_island_ml=0.5)}, voxel_volume_mm3=50.0)  # 0.4 mL: removed
+    postprocess(labels, {1: PostProcessing(min_island_ml=0.5)}, (2.0, 5.0, 5.0))  # 0.4 mL: removed
     assert labels.sum() == 0
+
+
+def _ball(shape, centre, radius_vox):
+    grid = np.indices(shape)
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radius_vox)) <= 1
+
+
+def test_opening_cuts_a_blob_off_its_thin_bridge_in_millimetres():
+    """An organ (ball, radius 20 mm) with a blob (radius 8 mm) tied on by a 4 mm bridge, on an
+    anisotropic grid: opening by 5 mm and keeping the largest core drops blob and bridge, and gives
+    the organ back whole; by 1 mm the bridge holds; on a finer grid the same millimetres cut the same."""
+    from MedSegAILib.postprocessing import cut_thin_bridges, distance_to
+
+    for spacing in [(2.0, 1.0, 1.0), (1.0, 0.5, 0.5)]:
+        shape = tuple(int(round(n / s)) for n, s in zip((60, 100, 60), spacing))
+        centre = [n // 2 for n in shape]
+        organ = _ball(shape, centre, [20 / s for s in spacing])
+        blob_centre = [centre[0], centre[1] + int(34 / spacing[1]), centre[2]]
+        blob = _ball(shape, blob_centre, [8 / s for s in spacing])
+        bridge = np.zeros(shape, bool)
+        half = [int(2 / s) for s in spacing]
+        bridge[centre[0] - half[0]:centre[0] + half[0] + 1, centre[1]:blob_centre[1] + 1,
+               centre[2] - half[2]:centre[2] + half[2] + 1] = True
+        mask = organ | blob | bridge
+        opened = cut_thin_bridges(mask, 5.0, spacing, largest=1)
+        assert not (opened & blob & ~organ).any()
+        # of the bridge, at most the voxels touching the organ's rim stay (voxel rounding)
+        assert distance_to(organ, spacing)[opened & ~organ].max(initial=0) <= max(spacing)
+        assert (opened == organ).mean() > 0.999
+        gentle = cut_thin_bridges(mask, 1.0, spacing, largest=1)  # the 4 mm bridge holds: blob stays
+        assert (gentle & blob).sum() > 0.95 * blob.sum() and (gentle & bridge).sum() > 0.9 * bridge.sum()
+        labels = mask.astype(np.uint8)
+        postprocess(labels, {1: PostProcessing(largest_components=1, opening_mm=5.0)}, spacing)
+        np.testing.assert_array_equal(labels > 0, opened)
+
+
+def test_opening_never_deletes_a_structure_thinner_than_the_ball():
+    from MedSegAILib.postprocessing import cut_thin_bridges
+
+    plate = np.zeros((20, 30, 30), bool)
+    plate[9:12, 5:25, 5:25] = True  # 3 mm thick
+    np.testing.assert_array_equal(cut_thin_bridges(plate, 5.0, (1.0, 1.0, 1.0), largest=1), plate)
+
+
+def test_distance_to_equals_scipys_exact_transform():
+    from MedSegAILib.postprocessing import distance_to
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((15, 16, 17)) > 0.97
+    spacing = (2.5, 0.8, 1.1)
+    expected = ndimage.distance_transform_edt(~mask, sampling=spacing)
+    np.testing.assert_allclose(distance_to(mask, spacing), expected, rtol=1e-5, atol=1e-4)
 
 
 LUNG_RIGHT = Terminology(Code("SCT", "123037004", "Anatomical Structure"), Code("SCT", "39607008", "Lung"),

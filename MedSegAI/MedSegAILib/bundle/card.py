@@ -52,6 +52,7 @@ class PostProcessing:
     largest_components: int | None = None
     min_island_ml: float = 0.0
     fill_holes: bool = False
+    opening_mm: float = 0.0  # cut bridges thinner than about twice this before counting components
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,8 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
         )
         pp = lab.get("postprocessing", {})
         labels.append(Label(lab["value"], lab["name"], tuple(lab["color"]), term, PostProcessing(
-            pp.get("largest_components"), float(pp.get("min_island_ml", 0.0)), bool(pp.get("fill_holes", False)))))
+            pp.get("largest_components"), float(pp.get("min_island_ml", 0.0)), bool(pp.get("fill_holes", False)),
+            float(pp.get("opening_mm", 0.0)))))
     values = [lab.value for lab in labels]
     if len(set(values)) != len(values):
         raise BundleError(f"{source}: label values are not unique: {values}", "give every label its own value")
