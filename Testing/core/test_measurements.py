@@ -114,6 +114,13 @@ def test_label_boxes_are_find_objects_by_value():
     labels, _, _ = several_labels()
     boxes = label_boxes(labels, [3, 1, 5])
     assert boxes == {3: ndimage.find_objects(labels)[2], 1: ndimage.find_objects(labels)[0], 5: None}
+    rng = np.random.default_rng(4)
+    sparse = np.where(rng.random((13, 17, 19)) > 0.995, rng.integers(1, 300, (13, 17, 19)), 0)
+    for dtype in (np.uint8, np.uint16, np.int32, np.int64):
+        typed = (sparse % 256 if dtype == np.uint8 else sparse).astype(dtype)
+        expected = ndimage.find_objects(typed)
+        values = list(range(1, len(expected) + 2))
+        assert label_boxes(typed, values) == {v: expected[v - 1] if v <= len(expected) else None for v in values}
     with pytest.raises(ValueError, match="0 is background"):
         label_boxes(labels, [0, 1])
 
