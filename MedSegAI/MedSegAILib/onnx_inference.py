@@ -33,7 +33,14 @@ OUTPUT_NAME = "logits"
 
 
 def onnxruntime_installed() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
+    """ONNX Runtime is importable and can take weights from memory: its Python
+    ``add_external_initializers_from_files_in_memory`` is recent (onnxruntime PR #26012, 2025), so
+    an older onnxruntime next to MedSegAI (Slicer's Python may have one) counts as not installed."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    import onnxruntime as ort
+
+    return hasattr(ort.SessionOptions, "add_external_initializers_from_files_in_memory")
 
 
 def open_session(bundle: Bundle, card: ModelCard, threads: int | None = None) -> Any:

@@ -64,8 +64,8 @@ def choose_runtime(requested: str, card: ModelCard, device: str = "auto", precis
              "use --runtime torch for the GPU"),
             (precision not in ("auto", "fp32"), f"ONNX Runtime runs float32, not {precision}",
              "use --precision fp32, or --runtime torch"),
-            (not onnxruntime_installed(), "onnxruntime is not installed",
-             "pip install onnxruntime (CPU), or use --runtime torch"),
+            (not onnxruntime_installed(), "onnxruntime is not installed, or too old to read weights from memory",
+             "pip install 'onnxruntime>=1.24' (CPU), or use --runtime torch"),
         ]
         for failed, problem, remedy in problems:
             if failed:

@@ -167,3 +167,15 @@ def test_flip_tta_gives_the_same_probabilities_on_both_runtimes(brain_bundle):
     torch_engine = InferenceEngine(brain_bundle.build_network(), settings, torch.device("cpu"), use_tta=True, threads=1)
     assert torch_engine.total_windows(image.shape[1:]) == 3 * 8
     np.testing.assert_allclose(ort, torch_engine.predict(image), atol=1e-4)
+
+
+def test_without_a_usable_onnxruntime_auto_falls_back_to_torch(brain_bundle, monkeypatch):
+    """An onnxruntime too old to take weights from memory (or none) counts as not installed:
+    ``auto`` runs PyTorch, an explicit ``onnxruntime`` says what to install."""
+    import MedSegAILib.runtime as runtime
+
+    monkeypatch.setattr(runtime, "onnxruntime_installed", lambda: False)
+    assert runtime.choose_runtime("auto", brain_bundle.card, "cpu") == "torch"
+    with pytest.raises(ResourceError, match="not installed, or too old") as info:
+        runtime.choose_runtime("onnxruntime", brain_bundle.card, "cpu")
+    assert "onnxruntime>=1.24" in info.value.hint
