@@ -40,11 +40,11 @@ def torch_is_cpu_only() -> bool:
 
 
 def torch_sees_accelerator() -> bool:
+    """Whether PyTorch's device ``auto`` would be a GPU; imports torch only for builds that may see one."""
     if torch_is_cpu_only():
         return False
-    import torch
-    mps = getattr(torch.backends, "mps", None)
-    return torch.cuda.is_available() or (mps is not None and mps.is_available())
+    from .inference import select_device
+    return select_device("auto").type != "cpu"
 
 
 def choose_runtime(requested: str, card: ModelCard, device: str = "auto", precision: str = "auto") -> str:

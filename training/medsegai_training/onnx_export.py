@@ -43,7 +43,7 @@ from MedSegAILib.process_hygiene import physical_cores
 OPSET = 17
 AXES = {0: "batch", 2: "x", 3: "y", 4: "z"}
 GRAPH_FILE = "network.onnx"
-_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None, "I64": np.int64}
+_SAFETENSORS_DTYPE_NAMES = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.int64): "I64"}
 
 
 @dataclass(frozen=True)
@@ -113,13 +113,12 @@ def with_external_weights(model_bytes: bytes, weights: bytes, weights_file: str)
     import onnx
     from onnx import numpy_helper
 
-    dtype_names = {np.dtype(v): k for k, v in _SAFETENSORS_DTYPES.items() if v is not None}
     ranges = safetensors_ranges(weights)
     model = onnx.load_from_string(model_bytes)
     inside = 0
     for initializer in model.graph.initializer:
         array = numpy_helper.to_array(initializer)
-        found = ranges.get((dtype_names.get(array.dtype, "?"), tuple(array.shape), array.tobytes()))
+        found = ranges.get((_SAFETENSORS_DTYPE_NAMES.get(array.dtype, "?"), tuple(array.shape), array.tobytes()))
         if found is None:
             inside += 1
             continue
