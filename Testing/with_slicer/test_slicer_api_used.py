@@ -13,7 +13,7 @@ import inspect
 
 import pytest
 
-from slicer_helpers import slicer
+from slicer_helpers import slicer  # noqa: F401 -- skips this module where slicer-core is missing
 from testing_support import REPO
 
 pytestmark = pytest.mark.slicer

@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from MedSegAILib.errors import MedSegAIError
+from MedSegAILib.image import read_volume
 
 from .augmentation import AugmentationConfig
 from .dataset import DatasetError, check_dataset, load_dataset
@@ -68,6 +69,7 @@ def cmd_check(args) -> int:
 
 def cmd_plan(args) -> int:
     from .planning import compute_fingerprint, make_plan, write_plan
+    from .resolution_ceiling import ceiling_notes, plan_ceiling
 
     dataset = load_dataset(args.dataset)
     report = check_dataset(dataset, progress=_progress("checking"))
@@ -80,6 +82,14 @@ def cmd_plan(args) -> int:
                      max_filters=args.max_filters, max_stages=args.max_stages, max_batch=args.max_batch,
                      iterations=args.iterations, model_id=args.model_id)
     plan["dataset"]["check"] = {"problems": [vars(p) for p in report.problems]}
+    if args.ceiling_cases > 0:
+        names = report.usable_cases[:args.ceiling_cases]
+        ceiling = plan_ceiling(plan, [read_volume(dataset.case(n).label) for n in names], names)
+        plan["resolution_ceiling"] = ceiling
+        plan["notes"] += ceiling_notes(ceiling["by_spacing"])
+        for row in ceiling["by_spacing"]:
+            log(f"resolution ceiling at {row['spacing']} mm (Dice of the reference after the round trip): "
+                + ", ".join(f"{name} {d:.3f}" for name, d in row["dice"].items()))
     write_plan(plan, args.output)
     t, n = plan["training"], plan["network"]["args"]
     log(f"plan: target spacing {plan['preprocessing']['target_spacing']} mm, patch {t['patch_size']}, "
@@ -336,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-batch", type=int, default=16)
     c.add_argument("--iterations", type=int, default=1000)
     c.add_argument("--model-id", help="bundle id (default: from the data set name)")
+    c.add_argument("--ceiling-cases", type=int, default=2, metavar="N",
+                   help="cases whose labels measure the resolution ceiling of the planned spacing (default 2; 0: off)")
     c.set_defaults(func=cmd_plan)
 
     c = sub.add_parser("train", help="train a plan on a data set (also under torchrun)")
