@@ -57,6 +57,7 @@ from .recipe import (
     refuses_to_overwrite,
     score_segmentation,
     shown_path,
+    t1_preprocessing,
     training_record,
     write_summary,
 )
@@ -111,12 +112,7 @@ DEFAULT_TRAIN_HEADS = ("colin27",)
 
 NETWORKS = compact_networks(1, 2)
 
-PREPROCESSING = {
-    "orientation": "RAS",
-    "target_spacing": TARGET_SPACING,
-    "interpolation": "linear",
-    "normalization": {"type": "percentile_zscore", "lower": 0.5, "upper": 99.5, "nonzero": False},
-}
+PREPROCESSING = t1_preprocessing(TARGET_SPACING, brain_only=False)
 
 # Heads come in any orientation and contrast: rotate in 3D, flip left-right (the label is
 # symmetric), and vary contrast, bias and noise. Moderate strengths: with a budget of a few hundred

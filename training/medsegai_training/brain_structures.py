@@ -49,7 +49,7 @@ from .data import LabelMapping, case_from_volumes
 from .evaluation import dice
 from .export import DICOM_MASTER_CONTEXT, export_bundle, label_entry, with_provenance
 from .recipe import (NETWORK_TITLES, add_run_arguments, card_metrics, compact_networks, log_line, rebuild_command,
-                     refuses_to_overwrite, score_segmentation, training_record, write_summary)
+                     refuses_to_overwrite, score_segmentation, t1_preprocessing, training_record, write_summary)
 from .reference_data import DEEPMRIPREP, DEFAULT_CACHE, MRICRON, NILEARN, fetch
 from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
@@ -110,13 +110,7 @@ def training_mapping() -> LabelMapping:
 
 NETWORKS = compact_networks(1, len(STRUCTURES) + 1)
 
-PREPROCESSING = {
-    "orientation": "RAS",
-    "target_spacing": TARGET_SPACING,
-    "interpolation": "linear",
-    # skull-stripped inputs: statistics from the brain only, the background stays 0
-    "normalization": {"type": "percentile_zscore", "lower": 0.5, "upper": 99.5, "nonzero": True},
-}
+PREPROCESSING = t1_preprocessing(TARGET_SPACING, brain_only=True)  # skull-stripped inputs
 AUGMENTATION = AugmentationConfig(
     affine_probability=0.8, max_rotation_deg=(15.0, 15.0, 15.0), scale_range=(0.88, 1.12),
     elastic_probability=0.5, elastic_magnitude_mm=3.0, elastic_control_spacing_mm=24.0,

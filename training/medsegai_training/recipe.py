@@ -43,6 +43,14 @@ def compact_networks(in_channels: int, out_channels: int) -> dict[str, dict]:
             "deeplabv3plus": {"name": "deeplabv3plus", "args": {**io, "channels": [16, 32, 64, 128]}}}
 
 
+def t1_preprocessing(target_spacing: list[float], brain_only: bool) -> dict:
+    """Card ``preprocessing`` of the T1 recipes: RAS, linear resampling, z-score between the 0.5 and
+    99.5 percentiles; on skull-stripped inputs (``brain_only``) from the brain alone, the
+    background staying 0."""
+    return {"orientation": "RAS", "target_spacing": list(target_spacing), "interpolation": "linear",
+            "normalization": {"type": "percentile_zscore", "lower": 0.5, "upper": 99.5, "nonzero": brain_only}}
+
+
 def log_line(text: str) -> None:
     """The recipes' log: one line to stdout, flushed (runs are long and often piped to a file)."""
     print(text, flush=True)
