@@ -81,7 +81,7 @@ DEFAULT_ITERATIONS = 2400  # 0.2: 1200 (held-out Dice 0.931); the loss was still
 # 0.9746 at 9 / 12 / 15 / 18 / 21 mm; 9 mm is the smallest radius within 0.001 of the best.
 OPENING_MM = 9.0
 SYNTHETIC_HEADS = 3  # per real training head
-TARGET_SPACING = [3.0, 3.0, 3.0]
+SPACING_MM = 3.0  # isotropic model grid
 PATCH_SIZE = (48, 48, 48)  # 144 mm: most of a head in one patch
 
 
@@ -112,7 +112,6 @@ DEFAULT_TRAIN_HEADS = ("colin27",)
 
 NETWORKS = compact_networks(1, 2)
 
-PREPROCESSING = t1_preprocessing(TARGET_SPACING, brain_only=False)
 
 # Heads come in any orientation and contrast: rotate in 3D, flip left-right (the label is
 # symmetric), and vary contrast, bias and noise. Moderate strengths: with a budget of a few hundred
@@ -132,14 +131,14 @@ TRAIN_CONFIG = TrainConfig(iterations=DEFAULT_ITERATIONS, batch_size=2, patch_si
 
 DESCRIPTION = (
     "Brain extraction (skull stripping) on T1-weighted MRI with skull: one label, the brain (cerebrum, cerebellum "
-    "and brain stem, as the deepbet and HD-BET peers define it). Works at 3 mm; the mask is returned on the input's "
-    "own grid.")
+    "and brain stem, as the deepbet and HD-BET peers define it). Works at {spacing:g} mm; the mask is returned on the "
+    "input's own grid.")
 INTENDED_USE = (
     "Research and workflow support: a first brain mask on adult T1 MRI, to be reviewed and edited by the user (e.g. "
     "before registration, volumetry or as a region of interest). Not for clinical diagnosis.")
 
 
-def limitations(train_heads: Sequence[str]) -> str:
+def limitations(train_heads: Sequence[str], spacing_mm: float = SPACING_MM) -> str:
     trained = " and ".join(HEADS[k].title.split(" (")[0] for k in train_heads)
     held_out = [HEADS[k].title.split(" (")[0] for k in HEADS if k not in train_heads]
     evaluation = (f"Evaluated on the held-out {' and '.join(held_out)} against the peers only." if held_out else
@@ -150,21 +149,21 @@ def limitations(train_heads: Sequence[str]) -> str:
         "derived from them; the reference masks are a silver standard (the agreement of two published models), not "
         f"manual tracings. {evaluation} The held-out Dice is below the peers' mutual agreement (0.98): review every "
         "mask. Expect errors on paediatric, elderly-atrophic, lesioned or post-surgical brains, on heavy motion, on "
-        "partial fields of view and on non-T1 contrasts. Works at 3 mm, so the boundary is smoother than the peers' "
-        "1 mm masks.")
+        f"partial fields of view and on non-T1 contrasts. Works at {spacing_mm:g} mm, so the boundary is smoother than "
+        "the peers' 1 mm masks.")
 
 
 def card_document(network: str, training: dict | None = None, metrics: list | None = None,
                   timings: dict | None = None, train_heads: Sequence[str] = DEFAULT_TRAIN_HEADS,
-                  opening_mm: float = OPENING_MM) -> dict:
+                  opening_mm: float = OPENING_MM, spacing_mm: float = SPACING_MM) -> dict:
     card = {
         "format_version": 1,
         "id": BUNDLE_ID,
         "version": BUNDLE_VERSION,
         "title": "MR brain extraction (T1 with skull), preliminary",
-        "description": f"{DESCRIPTION} Network: {NETWORK_TITLES[network]}.",
+        "description": f"{DESCRIPTION.format(spacing=spacing_mm)} Network: {NETWORK_TITLES[network]}.",
         "intended_use": INTENDED_USE,
-        "limitations": limitations(train_heads),
+        "limitations": limitations(train_heads, spacing_mm),
         "authors": ["MedSegAI contributors"],
         "modality": "MR",
         "inputs": [{"name": "T1", "modality": "MR", "name_pattern": "t1|mprage|spgr|tfl|head|brain",
@@ -172,7 +171,7 @@ def card_document(network: str, training: dict | None = None, metrics: list | No
         "labels": [label_entry(1, "brain", (250, 250, 225), ("SCT", "12738006", "Brain"),
                                postprocessing={"opening_mm": opening_mm, "largest_components": 1, "fill_holes": True})],
         "network": NETWORKS[network],
-        "preprocessing": PREPROCESSING,
+        "preprocessing": t1_preprocessing([spacing_mm] * 3, brain_only=False),
         # ONNX Runtime ran a 48^3 window in 0.09 s (U-Net) and 0.10 s (DeepLabv3+) against PyTorch's
         # 0.15 and 0.13 s on 2 cores, and needs no torch import (bench/brain_extraction_vs_peers.py)
         "inference": {"patch_size": list(PATCH_SIZE), "overlap": 0.25, "blending": "gaussian", "sw_batch_size": 1,
@@ -235,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opening-mm", type=float, default=OPENING_MM,
                    help=f"radius of the clean-up's opening (default {OPENING_MM:g}, chosen on Colin27); a fold trained "
                         "on another head chooses its own on its training head")
+    p.add_argument("--spacing-mm", type=float, default=SPACING_MM,
+                   help=f"isotropic spacing of the model grid (default {SPACING_MM:g})")
     p.add_argument("--cross-validation", nargs="*", type=Path, default=[], metavar="SUMMARY",
                    help="summary.json of fold runs whose held-out scores go into the card")
     add_run_arguments(p, DEFAULT_ITERATIONS, TRAIN_CONFIG.seed)
@@ -262,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k} {m.agreement_dice():.4f}" for k, m in masks.items()))
     heads = {k: read_volume(paths[k]) for k in HEADS}
 
-    card = parse_card(card_document(args.network, train_heads=train_keys, opening_mm=args.opening_mm),
-                      "brain extraction card")
+    def recipe_card(training: dict | None = None, metrics: list | None = None, timings: dict | None = None) -> dict:
+        return card_document(args.network, training, metrics, timings, train_keys, args.opening_mm, args.spacing_mm)
+
+    card = parse_card(recipe_card(), "brain extraction card")
     mapping = LabelMapping({1: 1})
     cases = []
     for index, key in enumerate(train_keys):
@@ -284,9 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if result is None:
         return 2
 
-    candidate = export_bundle(work_dir / "candidate-bundle",
-                              card_document(args.network, train_heads=train_keys, opening_mm=args.opening_mm),
-                              result.network, overwrite=True)
+    candidate = export_bundle(work_dir / "candidate-bundle", recipe_card(), result.network, overwrite=True)
     tests = [score_segmentation(candidate, key, [heads[key]],
                                 {"consensus": masks[key].consensus, **{p: masks[key].masks[p] for p in PEERS}},
                                 args.threads) for key in held_out_keys]
@@ -310,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     command += " --train-heads " + " ".join(train_keys)
     if args.opening_mm != OPENING_MM:
         command += f" --opening-mm {args.opening_mm:g}"
+    if args.spacing_mm != SPACING_MM:
+        command += f" --spacing-mm {args.spacing_mm:g}"
     if args.cross_validation:
         command += " --cross-validation " + " ".join(shlex.quote(shown_path(p)) for p in args.cross_validation)
     training = training_record(data, command, config, result, args.threads, args.note)
@@ -321,9 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         "fit check on a TRAINING head: not an estimate of accuracy on new scans", ("dice",))]
     cores = args.threads or physical_cores()
     timings = {f"cpu_{cores}core_{scored.case}_head_s": scored.seconds for scored in tests + fits}
-    final = export_bundle(args.out, card_document(args.network, training, metrics, timings, train_keys, args.opening_mm),
-                          result.network, overwrite=args.overwrite)
-    task = (f"brain extraction ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it, "
+    final = export_bundle(args.out, recipe_card(training, metrics, timings), result.network, overwrite=args.overwrite)
+    task = (f"brain extraction ({args.spacing_mm:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it, "
             f"opening {args.opening_mm:g} mm)")
     write_summary(work_dir, task,
                   args.network, final.path, result, command, started,
