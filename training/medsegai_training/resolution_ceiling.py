@@ -49,10 +49,6 @@ def label_ceilings(labels: Volume, target_spacing: Sequence[float], values: Iter
     return {int(v): dice(round_trip(labels, target_spacing, v), labels.array == v, True) for v in values}
 
 
-def isotropic(spacing: float | Sequence[float]) -> list[float]:
-    return [float(spacing)] * 3 if np.isscalar(spacing) else [float(s) for s in spacing]
-
-
 def dataset_ceilings(label_volumes: Sequence[Volume], spacings: Sequence[Sequence[float]],
                      labels: dict[str, int]) -> list[dict]:
     """Per spacing, each label's mean ceiling over ``label_volumes`` (a plan's ``resolution_ceiling``)."""
@@ -106,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(s) not in (1, 3) or min(s) <= 0:
             print(f"error: --spacing takes one or three positive numbers, got {s}", file=sys.stderr)
             return 2
-        spacings.append(isotropic(s[0]) if len(s) == 1 else s)
+        spacings.append(s * 3 if len(s) == 1 else s)
     for path in args.labels:
         try:
             volume = read_volume(path)
