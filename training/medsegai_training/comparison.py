@@ -5,6 +5,10 @@ never trained on, CPU time per volume). This module reads them and writes one Ma
 one JSON file, a row per task and network, best mean Dice in bold per task::
 
     .venv/bin/python -m medsegai_training.comparison .cache/training --out training/results/comparison.md
+
+Work folders are caches, and a fresh machine has none of them; the table is the record. So the rows
+already in ``--out``'s JSON are kept: a summary replaces the row of the same task, network and
+evaluation and adds the others (``--replace`` starts from the summaries alone).
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+
+from MedSegAILib.fileio import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -79,21 +86,43 @@ def collect(root: Path) -> list[Row]:
     return [row for path in sorted(root.rglob("summary.json")) for row in rows_of(json.loads(path.read_text()))]
 
 
+def row_key(row: Row) -> tuple[str, str, str]:
+    return row.task, row.network, row.evaluated_on
+
+
+def merged(kept: Sequence[Row], new: Sequence[Row]) -> list[Row]:
+    """``kept`` (an earlier table) updated by ``new``: a new row replaces the kept row with its key
+    (task, network, evaluation), the rest are added."""
+    rows = {row_key(r): r for r in kept}
+    rows.update((row_key(r), r) for r in new)
+    return list(rows.values())
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The rows of a table's JSON file (none if there is no file yet)."""
+    return [Row(**r) for r in json.loads(path.read_text())] if path.exists() else []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="folder searched for recipe summary.json files")
     parser.add_argument("--out", type=Path, help="Markdown file to write (a .json is written beside it)")
+    parser.add_argument("--replace", action="store_true",
+                        help="drop the rows already in --out's .json instead of updating them")
     args = parser.parse_args(argv)
     rows = collect(args.root)
     if not rows:
         print(f"error: no summary.json under {args.root}; run the recipes first", file=sys.stderr)
         return 2
+    if args.out and not args.replace:
+        rows = merged(read_rows(args.out.with_suffix(".json")), rows)
     table = markdown(rows)
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table)
-        args.out.with_suffix(".json").write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+        # the JSON is the record the next run updates: never left half-written
+        write_text_atomic(args.out.with_suffix(".json"), json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+        write_text_atomic(args.out, table)
     return 0
 
 

@@ -133,6 +133,27 @@ def test_comparison_table_marks_the_better_network_per_task(tmp_path):
     assert "| **0.9500** |" in table and "| 0.9000 |" in table
 
 
+def test_comparison_updates_the_recorded_table_instead_of_dropping_rows_whose_work_folders_are_gone(tmp_path):
+    out = tmp_path / "results" / "comparison.md"
+    runs = tmp_path / "runs"
+    for network, dice in (("unet", 0.95), ("deeplabv3plus", 0.90)):
+        (runs / network).mkdir(parents=True)
+        (runs / network / "summary.json").write_text(json.dumps(_summary("brain extraction", network, {"brain": dice})))
+    assert comparison.main([str(runs), "--out", str(out)]) == 0
+    # a fresh machine: one folder is gone, the other was rerun with a new score, and a new task ran
+    (runs / "deeplabv3plus" / "summary.json").unlink()
+    (runs / "unet" / "summary.json").write_text(json.dumps(_summary("brain extraction", "unet", {"brain": 0.97})))
+    (runs / "chest").mkdir()
+    (runs / "chest" / "summary.json").write_text(json.dumps(_summary("chest", "unet", {"lung": 0.8})))
+    assert comparison.main([str(runs), "--out", str(out)]) == 0
+    rows = {(r.task, r.network): r.mean_dice for r in comparison.read_rows(out.with_suffix(".json"))}
+    assert rows == {("brain extraction", "unet"): 0.97, ("brain extraction", "deeplabv3plus"): 0.90,
+                    ("chest", "unet"): 0.8}
+    assert out.read_text().count("| brain extraction |") == 2
+    assert comparison.main([str(runs), "--out", str(out), "--replace"]) == 0
+    assert len(comparison.read_rows(out.with_suffix(".json"))) == 2
+
+
 def test_shipped_brain_extraction_bundle_matches_its_recipe():
     from MedSegAILib.bundle import Bundle
 
