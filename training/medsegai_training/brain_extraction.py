@@ -339,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     cores = args.threads or physical_cores()
     timings = {f"cpu_{cores}core_{scored.case}_head_s": scored.seconds for scored in tests + fits}
     final = export_bundle(args.out, recipe_card(training, metrics, timings), result.network, overwrite=args.overwrite)
+    dark_note = ", dark background" if args.dark_background else ""
     task = (f"brain extraction ({args.spacing_mm:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it, "
-            f"opening {args.opening_mm:g} mm" + (", dark background)" if args.dark_background else ")"))
+            f"opening {args.opening_mm:g} mm{dark_note})")
     write_summary(work_dir, task,
                   args.network, final.path, result, command, started,
                   train_heads=train_keys, held_out=tests, fit_check=fits)
