@@ -3,7 +3,8 @@
 
 One run measures
 
-1. machine peak: float32 matmul GFLOP/s with torch at physical-core threads;
+1. machine peak: float32 FMA throughput of a register-only C kernel (bench/fma_peak.c, built with the
+   system's C compiler) and float32 matmul GFLOP/s with torch, both at physical-core threads;
 2. network forward efficiency: FLOPs of one forward (torch.utils.flop_counter) / measured time,
    for the shipped demo DynUNet, an nnU-Net-size MONAI DynUNet on 96^3 and MedSegAI's DeepLabv3+;
 3. framework overhead: MedSegAI end to end in-process and via the CLI, vs bare MONAI
@@ -30,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -188,6 +190,32 @@ def bench_matmul(seconds: float, n: int = 2048) -> dict:
     return {"n": n, "runs": len(rates), "gflops_peak": max(rates), "gflops_median": statistics.median(rates)}
 
 
+def bench_fma(seconds: float, threads: int) -> dict:
+    """Peak float32 FMA throughput from ``fma_peak.c``; ``{"skipped": why}`` without a C compiler
+    with AVX2/FMA and OpenMP (then the matmul is the only peak)."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return {"skipped": "no C compiler on PATH"}
+    with tempfile.TemporaryDirectory(prefix="medsegai-fma-") as tmp:
+        exe = Path(tmp) / "fma_peak"
+        build = subprocess.run([compiler, "-O2", "-mavx2", "-mfma", "-fopenmp", str(HERE / "fma_peak.c"), "-o", str(exe)],
+                               capture_output=True, text=True)
+        if build.returncode != 0:
+            return {"skipped": f"{Path(compiler).name} could not build fma_peak.c: {build.stderr.strip()[:200]}"}
+        out = subprocess.run([str(exe), str(threads), str(seconds)], capture_output=True, text=True, check=True)
+    used, best, median, rounds, _ = out.stdout.split()
+    return {"threads": int(used), "gflops_peak": float(best), "gflops_median": float(median), "runs": int(rounds),
+            "compiler": Path(compiler).name}
+
+
+def forward_peak(res: dict) -> tuple[float, str]:
+    """The peak that section 2's efficiencies divide by: the FMA kernel's where it ran, else the matmul's."""
+    fma = res.get("fma", {})
+    if "gflops_peak" in fma:
+        return fma["gflops_peak"], "FMA"
+    return res["matmul"]["gflops_peak"], "matmul"
+
+
 # --------------------------------------------------------------------------- 2. forward efficiency
 
 def count_flops(net, x) -> int:
@@ -219,6 +247,12 @@ def bench_forward(name: str, net, shape, budget_s: float, peak: float, max_runs:
     return {"network": name, "input": list(shape), "params_M": params / 1e6, "gflop": flops / 1e9,
             "first_s": warm, "best_s": best, "median_s": statistics.median(times), "runs": len(times),
             "gflops": flops / best / 1e9, "pct_peak": 100 * flops / best / 1e9 / peak}
+
+
+def add_matmul_share(forward: list[dict], matmul_gflops: float) -> None:
+    for f in forward:
+        if "gflops" in f:
+            f["pct_matmul"] = 100 * f["gflops"] / matmul_gflops
 
 
 def nnunet_dynunet():
@@ -540,20 +574,29 @@ def markdown(res: dict) -> str:
          f"monai {m['monai']}, numpy {m['numpy']}, SimpleITK {m['SimpleITK']}, Python {m['python']}", ""]
     mm = res.get("matmul")
     if mm:
-        L += ["## 1. Machine peak", "",
-              f"float32 {mm['n']}x{mm['n']} matmul, {mm['runs']} runs: **{mm['gflops_peak']:.1f} GFLOP/s** best, "
-              f"{mm['gflops_median']:.1f} median.", ""]
+        fma = res.get("fma", {})
+        L += ["## 1. Machine peak", ""]
+        if "gflops_peak" in fma:
+            L += [f"float32 FMA, register-only C kernel (`bench/fma_peak.c`, {fma['compiler']}, {fma['threads']} "
+                  f"threads), {fma['runs']} runs: **{fma['gflops_peak']:.1f} GFLOP/s** best, {fma['gflops_median']:.1f} "
+                  "median: the ceiling no convolution can pass.", ""]
+        elif fma:
+            L += [f"FMA kernel skipped: {fma['skipped']}.", ""]
+        share = f" ({100 * mm['gflops_peak'] / fma['gflops_peak']:.0f} % of the FMA peak)" if "gflops_peak" in fma else ""
+        L += [f"float32 {mm['n']}x{mm['n']} torch matmul, {mm['runs']} runs: **{mm['gflops_peak']:.1f} GFLOP/s** best"
+              f"{share}, {mm['gflops_median']:.1f} median.", ""]
     if res.get("forward"):
+        peak_name = res.get("forward_peak", "matmul")
         L += ["## 2. Network forward efficiency (1 patch, batch 1, inference mode)", "",
-              "| network | input | params (M) | GFLOP | first (s) | best (s) | GFLOP/s | % of peak |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+              f"| network | input | params (M) | GFLOP | first (s) | best (s) | GFLOP/s | % of {peak_name} peak "
+              "| % of matmul |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for f in res["forward"]:
             if "skipped" in f:
-                L.append(f"| {f['network']} | - | - | - | - | - | - | skipped: {f['skipped']} |")
+                L.append(f"| {f['network']} | - | - | - | - | - | - | skipped: {f['skipped']} | - |")
                 continue
             L.append(f"| {f['network']} | {'x'.join(map(str, f['input'][2:]))} | {f['params_M']:.2f} | "
                      f"{f['gflop']:.1f} | {f['first_s']:.3f} | {f['best_s']:.3f} | {f['gflops']:.1f} | "
-                     f"{f['pct_peak']:.0f} % |")
+                     f"{f['pct_peak']:.0f} % | {f.get('pct_matmul', f['pct_peak']):.0f} % |")
         L += ["", "FLOPs: torch.utils.flop_counter (convolutions and matmuls only; norms and activations are not "
               "counted).", ""]
     o = res.get("overhead")
@@ -765,14 +808,16 @@ def main() -> None:
         log(f"[{next(step)}/{len(sections)}] {title}")
 
     if "peak" in sections:
-        header("matmul peak")
+        header("machine peak")
+        res["fma"] = bench_fma(0.5 if quick else 1.5, threads)
         res["matmul"] = bench_matmul(0.8 if quick else 2.0)
-        log(f"      {res['matmul']['gflops_peak']:.1f} GFLOP/s")
+        log(f"      FMA {res['fma'].get('gflops_peak', res['fma'].get('skipped'))}, matmul "
+            f"{res['matmul']['gflops_peak']:.1f} GFLOP/s")
 
     if "forward" in sections:
         header("network forward efficiency")
         from MedSegAILib.networks import build_network
-        peak = res["matmul"]["gflops_peak"]
+        peak, res["forward_peak"] = forward_peak(res)
         fw = [bench_forward(f"demo DynUNet {card.network.args.get('filters')}", bundle.build_network(),
                             [1, 1, *patch], 5 if quick else 10, peak)]
         dl_args = {"in_channels": 1, "out_channels": card.num_classes, "channels": [16, 32, 64, 128]}
@@ -786,7 +831,8 @@ def main() -> None:
         for f in fw:
             if "skipped" not in f:
                 log(f"      {f['network']}: {f['gflop']:.1f} GFLOP, {f['best_s']:.3f} s, {f['gflops']:.1f} GFLOP/s "
-                    f"({f['pct_peak']:.0f} %)")
+                    f"({f['pct_peak']:.0f} % of the {res['forward_peak']} peak)")
+        add_matmul_share(fw, res["matmul"]["gflops_peak"])
         res["forward"] = fw
 
     with tempfile.TemporaryDirectory(prefix="medsegai-bench-") as tmp:
