@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 import inference_options
+from MedSegAILib.fileio import write_text_atomic
 from MedSegAILib.process_hygiene import physical_cores
 
 HERE = Path(__file__).resolve().parent
@@ -49,6 +50,8 @@ REPO = HERE.parent
 MODEL_ID = "medsegai-ct-chest-demo"
 MIB = 2**20
 SECTIONS = ("peak", "forward", "overhead", "scale", "malloc", "bf16", "onnx", "omp")
+SECTION_RESULTS = {"peak": ("fma", "matmul"), "forward": ("forward", "forward_peak"), "overhead": ("overhead",),
+                   "scale": ("scale",), "malloc": ("malloc",), "bf16": ("bf16",), "onnx": ("onnx",), "omp": ("omp",)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -572,6 +575,14 @@ def markdown(res: dict) -> str:
          f"**Machine:** {m['cpu']} ({', '.join(m['simd'])}), {m['physical_cores']} physical / {m['logical_cores']} "
          f"logical cores, {m['memory_gib']} GiB; torch {m['torch']} ({m['torch_threads']} threads), "
          f"monai {m['monai']}, numpy {m['numpy']}, SimpleITK {m['SimpleITK']}, Python {m['python']}", ""]
+    carried = res.get("carried")
+    if carried:
+        by_date: dict[str, list[str]] = {}
+        for section, date in carried.items():
+            by_date.setdefault(date, []).append(f"{SECTIONS.index(section) + 1} ({section})")
+        L += ["Carried over from earlier runs (`--keep-other-sections`): " + "; ".join(
+            f"section{'s' if len(v) > 1 else ''} {', '.join(v)} from the run of {date}" for date, v in by_date.items())
+            + ". Their numbers came from the machine and load of that run.", ""]
     mm = res.get("matmul")
     if mm:
         fma = res.get("fma", {})
@@ -750,6 +761,19 @@ def markdown(res: dict) -> str:
 
 # --------------------------------------------------------------------------- main
 
+def carry_sections(res: dict, previous: dict) -> None:
+    """Copy into ``res`` the sections it did not run from ``previous`` (an earlier latest.json),
+    each keeping the date of the run that measured it, so that a partial rerun leaves one file
+    whose every section says when it was measured."""
+    carried = dict(res.get("carried", {}))
+    earlier = previous.get("carried", {})
+    for section, keys in SECTION_RESULTS.items():
+        if section in res["sections"] or not all(k in previous for k in keys):
+            continue
+        res.update({k: previous[k] for k in keys})
+        carried[section] = earlier.get(section, previous["date"])
+    res["carried"] = carried
+
 def slicerio_ct() -> Path:
     """slicerio's CTChest4: the demo model's own (training) subject."""
     import slicerio
@@ -772,6 +796,9 @@ def main() -> None:
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI subprocess measurements")
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+    ap.add_argument("--keep-other-sections", action="store_true",
+                    help="carry the sections not run now over from the existing latest.json in --out, each with "
+                         "its own date (default: write only what this run measured)")
     ap.add_argument("--bf16-dice", action="store_true",
                     help="also segment CTChest4 in bf16 for the Dice change (done anyway where bf16 is faster; "
                          "takes long where it is slower)")
@@ -912,10 +939,13 @@ def main() -> None:
 
     res["load_average_end"] = inference_options.load_average()
     res["bench_wall_s"] = time.perf_counter() - t_start
+    previous = args.out / "latest.json"
+    if args.keep_other_sections and previous.exists():
+        carry_sections(res, json.loads(previous.read_text()))
     md = markdown(res)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.md").write_text(md + "\n")
-    (args.out / "latest.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
+    write_text_atomic(args.out / "latest.md", md + "\n")
+    write_text_atomic(args.out / "latest.json", json.dumps(res, indent=1, default=float) + "\n")
     print(md)
     log(f"wrote {args.out / 'latest.md'} and {args.out / 'latest.json'} in {res['bench_wall_s']:.0f} s")
 
