@@ -51,7 +51,7 @@ from .export import DICOM_MASTER_CONTEXT, export_bundle, label_entry, with_prove
 from .recipe import (NETWORK_TITLES, add_run_arguments, card_metrics, compact_networks, log_line, rebuild_command,
                      refuses_to_overwrite, score_segmentation, t1_preprocessing, training_record, write_summary)
 from .reference_data import DEEPMRIPREP, DEFAULT_CACHE, MRICRON, NILEARN, fetch
-from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize
+from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize, tissue_classes
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-mr-brain-structures"
@@ -60,6 +60,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORK_ROOT = REPO_ROOT / ".cache" / "training" / "brain-structures"
 DEFAULT_ITERATIONS = 600
 SYNTHETIC_IMAGES = 6
+TISSUE_CLASSES = 4  # inside the brain, for --synthesis tissue: CSF, grey, deep grey, white matter
 TARGET_SPACING = [1.5, 1.5, 1.5]
 PATCH_SIZE = (64, 64, 64)
 RIGHT, LEFT = ("SCT", "24028007", "Right"), ("SCT", "7771000", "Left")
@@ -178,14 +179,26 @@ def neuromorphometrics_names(csv_path: Path) -> dict[int, str]:
         return {int(row["ROIid"]): row["ROIname"] for row in csv.DictReader(stream, delimiter=";")}
 
 
-def synthetic_images(template: Volume, atlas: Volume, count: int, seed: int) -> list[Volume]:
-    """``count`` images of random contrast drawn from every atlas label (SynthSeg-style); the
-    background stays 0 as in a skull-stripped scan."""
+def synthetic_images(template: Volume, atlas: Volume, count: int, seed: int, generation: str = "atlas") -> list[Volume]:
+    """``count`` images of random contrast (SynthSeg-style); the background stays 0 as in a
+    skull-stripped scan.
+
+    ``generation`` names the label map that gets the random intensities: ``"atlas"``, every atlas
+    label its own (each structure's outline becomes an edge, also where real T1 shows none), or
+    ``"tissue"``, the template's own intensity classes inside the brain (:func:`tissue_classes`,
+    ``TISSUE_CLASSES`` of them), so that the edges are those of the real image and only the
+    contrast between tissues changes.
+    """
     rng = np.random.default_rng(seed)
     config = SynthesisConfig()
-    classes = atlas.array
+    inside = atlas.array > 0
+    if generation == "atlas":
+        classes = atlas.array
+    elif generation == "tissue":
+        classes = tissue_classes(template.array, inside, n_inside=TISSUE_CLASSES, n_outside=0)
+    else:
+        raise ValueError(f"generation must be 'atlas' or 'tissue', got {generation!r}")
     values = np.unique(classes)
-    inside = classes > 0
     spacing_kji = template.spacing[::-1]
     images = []
     for _ in range(count):
@@ -219,6 +232,18 @@ def atlas_placement_dice(atlas_path: Path, brain: Volume, reference: Volume) -> 
     return {f"{side} {s.name}": round(dice(labels, reference.array, value), 4) for value, s, side in model_values()}
 
 
+SYNTHESIS_SOURCES = {"atlas": "the atlas labels", "tissue": f"the template's {TISSUE_CLASSES} intensity classes"}
+
+
+def synthesis_note(generation: str, count: int) -> str:
+    """What a run's task name adds about its synthetic images (nothing for the default)."""
+    if count == 0:
+        return ", no synthetic images"
+    if generation == "tissue":
+        return f", {count} tissue-class synthetic"
+    return "" if count == SYNTHETIC_IMAGES else f", {count} synthetic"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m medsegai_training.brain_structures",
                                 description=__doc__.split("\n\n")[0])
@@ -231,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only print the Dice of the atlas placed on Colin27 without learning, and exit")
     add_run_arguments(p, DEFAULT_ITERATIONS, TRAIN_CONFIG.seed)
     p.add_argument("--synthetic-images", type=int, default=SYNTHETIC_IMAGES, help=f"default {SYNTHETIC_IMAGES}")
+    p.add_argument("--synthesis", choices=("atlas", "tissue"), default="atlas",
+                   help="label map the synthetic images draw their intensities from: every atlas label (default) "
+                        "or the template's intensity classes (see synthetic_images)")
     p.add_argument("--work-dir", type=Path, help="checkpoints and logs (default .cache/training/brain-structures/<network>)")
     p.add_argument("--data-cache", type=Path, default=DEFAULT_CACHE, help="reference data")
     return p
@@ -266,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     atlas = training_atlas(template, atlas_files["neuromorphometrics"], template.array > 0)
     real = case_from_volumes("mni152", [template], atlas, mapping, card.preprocessing)
     synthetic = [case_from_volumes(f"mni152-synthetic-{i}", [image], atlas, mapping, card.preprocessing)
-                 for i, image in enumerate(synthetic_images(template, atlas, args.synthetic_images, args.seed))]
+                 for i, image in enumerate(synthetic_images(template, atlas, args.synthetic_images, args.seed,
+                                                            args.synthesis))]
     # the real template is repeated so that half of the patches show real T1 contrast
     cases = [real] * max(1, len(synthetic)) + synthetic
     log(f"training images: MNI152 and {len(synthetic)} synthetic, model grid {real.prepared.image.shape[1:]} "
@@ -296,12 +325,16 @@ def main(argv: list[str] | None = None) -> int:
          "subjects": "1 (a population average)"},
         {"name": "Neuromorphometrics atlas resampled onto it (nearest neighbour), training labels",
          **DEEPMRIPREP.describe(), "label_mapping": {names[s]: d for s, d in sorted(mapping.source_to_model.items())}},
-        {"name": f"{args.synthetic_images} synthetic images from the atlas labels (SynthSeg-style), training",
-         "seed": args.seed},
+        {"name": f"{args.synthetic_images} synthetic images from {SYNTHESIS_SOURCES[args.synthesis]} (SynthSeg-style), "
+                 "training", "seed": args.seed},
         {"name": "Colin27 ch2bet with AAL (manual, drawn on Colin27), evaluation only", **MRICRON.describe(),
          "subjects": 1, "label_mapping": {str(k): v for k, v in sorted(atlas_mapping("aal").source_to_model.items())}},
     ]
     command = rebuild_command("brain_structures", out, args.network, config.iterations, config.seed)
+    if args.synthetic_images != SYNTHETIC_IMAGES:
+        command += f" --synthetic-images {args.synthetic_images}"
+    if args.synthesis != "atlas":
+        command += f" --synthesis {args.synthesis}"
     training = training_record(data, command, config, result, args.threads, args.note)
     note = ("held-out real subject, never used in training or model selection; reference labels follow the AAL "
             "protocol, not the training atlas's")
@@ -309,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     timings = {f"cpu_{args.threads or physical_cores()}core_1mm_brain_s": test.seconds}
     final = export_bundle(out, card_document(args.network, training, metrics, timings), result.network,
                           overwrite=args.overwrite)
-    task = f"brain structures {BUNDLE_VERSION} ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it)"
+    task = (f"brain structures {BUNDLE_VERSION} ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it"
+            f"{synthesis_note(args.synthesis, args.synthetic_images)})")
     write_summary(work_dir, task, args.network, final.path, result, command, started,
                   held_out=test, mean_dice=round(mean_dice, 4), atlas_placement_dice=baseline)
     return 0

@@ -255,3 +255,26 @@ def test_dark_background_synthesis_keeps_air_and_bone_dark():
     assert all(h.array[outside].mean() < 0.2 for h in dark)
     assert all(h.array[outside].mean() < h.array[inside].mean() for h in dark)
     assert max(h.array[outside].mean() for h in default) > 0.3  # random air, as 0.3.0 trained on
+
+
+def test_tissue_synthesis_gives_two_structures_of_one_tissue_one_intensity():
+    # a skull-stripped phantom: one uniform grey-matter block holding two atlas structures side by
+    # side (no edge between them in the image), inside white matter
+    image = np.zeros((24, 24, 24), np.float32)
+    image[2:22, 2:22, 2:22] = 0.8
+    image[6:18, 6:18, 4:20] = 0.4
+    atlas = np.zeros(image.shape, np.int16)
+    atlas[2:22, 2:22, 2:22] = 44  # white matter
+    atlas[6:18, 6:18, 4:12], atlas[6:18, 6:18, 12:20] = 47, 57  # hippocampus | putamen
+    template = Volume(image, np.eye(4))
+    left, right = (np.s_[6:18, 6:18, z] for z in (10, 13))  # either side of the boundary, close enough to
+    # share the bias field
+    contrast = {}
+    for generation in ("tissue", "atlas"):
+        images = brain_structures.synthetic_images(template, template.with_array(atlas), 6, 0, generation)
+        contrast[generation] = np.median([abs(im.array[left].mean() - im.array[right].mean()) for im in images])
+        assert all(im.array[atlas == 0].max() == 0 for im in images)  # the background stays 0
+    assert contrast["tissue"] < 0.02  # only noise and the bias field tell them apart
+    assert contrast["atlas"] > 0.1  # each label its own intensity: an edge real T1 does not show
+    with pytest.raises(ValueError, match="generation"):
+        brain_structures.synthetic_images(template, template.with_array(atlas), 1, 0, "labels")
