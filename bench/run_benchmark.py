@@ -774,6 +774,7 @@ def carry_sections(res: dict, previous: dict) -> None:
         carried[section] = earlier.get(section, previous["date"])
     res["carried"] = carried
 
+
 def slicerio_ct() -> Path:
     """slicerio's CTChest4: the demo model's own (training) subject."""
     import slicerio
