@@ -64,6 +64,8 @@ DEFAULT_WORK_ROOT = REPO_ROOT / ".cache" / "training" / "brain-structures"
 DEFAULT_ITERATIONS = 600
 SYNTHETIC_IMAGES = 6
 TISSUE_CLASSES = 4  # inside the brain, for --synthesis tissue: CSF, grey, deep grey, white matter
+# what the synthetic images draw their random intensities from (--synthesis), as the card's data list names it
+SYNTHESIS_SOURCES = {"tissue": f"the template's {TISSUE_CLASSES} intensity classes", "atlas": "the atlas labels"}
 DEFAULT_SYNTHESIS = "tissue"
 TARGET_SPACING = [1.5, 1.5, 1.5]
 PATCH_SIZE = (64, 64, 64)
@@ -202,7 +204,7 @@ def synthetic_images(template: Volume, atlas: Volume, count: int, seed: int,
     elif generation == "tissue":
         classes = tissue_classes(template.array, inside, n_inside=TISSUE_CLASSES, n_outside=0)
     else:
-        raise ValueError(f"generation must be 'atlas' or 'tissue', got {generation!r}")
+        raise ValueError(f"generation must be one of {sorted(SYNTHESIS_SOURCES)}, got {generation!r}")
     values = np.unique(classes)
     spacing_kji = template.spacing[::-1]
     images = []
@@ -237,9 +239,6 @@ def atlas_placement_dice(atlas_path: Path, brain: Volume, reference: Volume) -> 
     return {f"{side} {s.name}": round(dice(labels, reference.array, value), 4) for value, s, side in model_values()}
 
 
-SYNTHESIS_SOURCES = {"atlas": "the atlas labels", "tissue": f"the template's {TISSUE_CLASSES} intensity classes"}
-
-
 def synthesis_note(generation: str, count: int) -> str:
     """What a run's task name adds about its synthetic images (the tables name both kinds)."""
     if count == 0:
@@ -259,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only print the Dice of the atlas placed on Colin27 without learning, and exit")
     add_run_arguments(p, DEFAULT_ITERATIONS, TRAIN_CONFIG.seed)
     p.add_argument("--synthetic-images", type=int, default=SYNTHETIC_IMAGES, help=f"default {SYNTHETIC_IMAGES}")
-    p.add_argument("--synthesis", choices=("atlas", "tissue"), default=DEFAULT_SYNTHESIS,
+    p.add_argument("--synthesis", choices=sorted(SYNTHESIS_SOURCES), default=DEFAULT_SYNTHESIS,
                    help="label map the synthetic images draw their intensities from: the template's intensity "
                         "classes (default; at 600 iterations mean Dice 0.517) or every atlas label (1.1.0: 0.397)")
     p.add_argument("--work-dir", type=Path, help="checkpoints and logs (default .cache/training/brain-structures/<network>)")

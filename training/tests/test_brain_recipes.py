@@ -267,8 +267,8 @@ def test_tissue_synthesis_gives_two_structures_of_one_tissue_one_intensity():
     atlas[2:22, 2:22, 2:22] = 44  # white matter
     atlas[6:18, 6:18, 4:12], atlas[6:18, 6:18, 12:20] = 47, 57  # hippocampus | putamen
     template = Volume(image, np.eye(4))
-    left, right = (np.s_[6:18, 6:18, z] for z in (10, 13))  # either side of the boundary, close enough to
-    # share the bias field
+    # either side of the boundary, close enough to share the bias field
+    left, right = (np.s_[6:18, 6:18, z] for z in (10, 13))
     contrast = {}
     for generation in ("tissue", "atlas"):
         images = brain_structures.synthetic_images(template, template.with_array(atlas), 6, 0, generation)
