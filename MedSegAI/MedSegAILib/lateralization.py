@@ -8,14 +8,25 @@ its left structures were its worst. Which side a bilateral structure lies on is 
 appearance, so such models predict one class per structure ("putamen") and the side is assigned
 here: voxels left of the mid-sagittal plane get the pair's left label.
 
-The plane is ``x = c`` in RAS about which the predicted structures best mirror themselves: each
-structure's profile along x (voxels per millimetre) is convolved with itself, and the sum over
-structures peaks at ``2c``, where a left part meets its right part. That holds wherever the head
-sits in the scan and on any voxel grid (flipped, permuted, oblique), since ``x`` comes from each
-voxel's physical position. A plain x-centroid of the structures was 5.8 mm off on the symmetric
-MNI template itself: false positives on one side pull a centroid, they find no mirror partner.
+The plane is ``x = c`` in RAS about which the predicted structures best mirror themselves: the
+voxels of each structure are counted in bins of 1 mm along x and ``CELL_MM`` along y and z, each
+row of x bins is convolved with itself, and the sum peaks at ``2c``, where a left part meets its
+right part. That holds wherever the head sits in the scan and on any voxel grid (flipped,
+permuted, oblique), since ``x`` comes from each voxel's physical position. A plain x-centroid of
+the structures was 5.8 mm off on the symmetric MNI template itself: false positives on one side
+pull a centroid, they find no mirror partner. Rows per y/z cell, not one x profile per structure:
+projected onto x alone, any two blobs on one side mirror each other about the point between them,
+and a false positive somewhat larger than one side of a pair, 16 mm from it along y, moved the
+plane by 10-16 mm.
 It assumes the head's left-right axis is the scanner's x axis; a head turned by a few degrees
 moves the plane by a few millimetres away from the centre.
+
+The plane also tells true structures from false positives: a left thalamus has a right one at its
+mirror image, a stray blob in the cortex has nothing there. :func:`keep_mirrored_components` keeps
+on each side the component that mirrors onto the other side, where "keep the largest" keeps
+whichever is bigger. On Colin27 the 1500-iteration brain-structure model's right thalamus scored
+Dice 0.00 under the largest-component rule: an 8.6 mL false positive in the parietal cortex, 52 mm
+above, outgrew it while the left thalamus was found at 0.81.
 """
 
 from __future__ import annotations
@@ -25,31 +36,41 @@ from collections.abc import Sequence
 import numpy as np
 
 from .label_regions import label_boxes, union_box
+from .postprocessing import label_components
 
 SLAB_SLICES = 32
 BIN_MM = 1.0
+CELL_MM = 4.0  # y/z cells of the mirror profiles: coarse enough for a head turned by a few degrees
+MIRROR_CHUNK_VOXELS = 1 << 20  # voxels mirrored at once: 4 float64 rows of coordinates, 32 MiB
 
 
 def mirror_centre(profiles: np.ndarray, first_bin_x: float, bin_mm: float = BIN_MM) -> float:
-    """The x about which ``profiles`` (one row of counts per structure, bins of ``bin_mm`` from
-    ``first_bin_x``) best mirror themselves: bins ``a`` and ``b`` mirror about the centre of ``(a +
-    b) / 2``, so the sum of each row's self-convolution peaks at the mirror plane's ``a + b``."""
-    overlap = sum(np.convolve(row, row) for row in profiles.astype(float))
-    return float(first_bin_x + (np.argmax(overlap) / 2 + 0.5) * bin_mm)
+    """The x about which ``profiles`` (rows of counts in bins of ``bin_mm`` along x from
+    ``first_bin_x``, any leading shape: one row per structure and y/z cell) best mirror themselves:
+    bins ``a`` and ``b`` mirror about the centre of ``(a + b) / 2``, so the sum of each row's
+    self-convolution peaks at the mirror plane's ``a + b``."""
+    rows = profiles.reshape(-1, profiles.shape[-1]).astype(float)
+    rows = rows[rows.any(axis=1)]
+    size = 2 * rows.shape[1] - 1
+    # the sum of the rows convolved with themselves, by FFT; counts are integers, so rint undoes its rounding error
+    overlap = np.fft.irfft(np.sum(np.fft.rfft(rows, n=size) ** 2, axis=0), n=size)
+    return float(first_bin_x + (np.argmax(np.rint(overlap)) / 2 + 0.5) * bin_mm)
 
 
-def _ras_x_by_slab(box: tuple[slice, ...], ijk_to_ras: np.ndarray):
-    """``(start, stop, x)`` per slab of ``SLAB_SLICES`` slices of ``box``: RAS x of its voxels,
-    slab by slab (x of a whole large box in float64 would cost 8 bytes per voxel at once)."""
+def _ras_by_slab(box: tuple[slice, ...], ijk_to_ras: np.ndarray, axes: Sequence[int] = (0,)):
+    """``(start, stop, coordinates)`` per slab of ``SLAB_SLICES`` slices of ``box``: the RAS
+    ``axes`` (0: x, 1: y, 2: z) of its voxels, slab by slab (a whole large box in float64 would
+    cost 8 bytes per voxel and axis at once)."""
     m = ijk_to_ras
     k0, j0, i0 = (s.start for s in box)
     _, j, i = np.ogrid[0:1, j0:box[1].stop, i0:box[2].stop]
-    in_plane_x = m[0, 0] * i + m[0, 1] * j + m[0, 3]
+    in_plane = [m[a, 0] * i + m[a, 1] * j + m[a, 3] for a in axes]
     depth = box[0].stop - k0
     for start in range(0, depth, SLAB_SLICES):
         stop = min(start + SLAB_SLICES, depth)
         k = np.arange(k0 + start, k0 + stop, dtype=float)[:, None, None]
-        yield start, stop, np.broadcast_to(in_plane_x + m[0, 2] * k, (stop - start, *in_plane_x.shape[1:]))
+        yield start, stop, [np.broadcast_to(p + m[a, 2] * k, (stop - start, *p.shape[1:]))
+                            for a, p in zip(axes, in_plane)]
 
 
 def split_at_midline(labels: np.ndarray, ijk_to_ras: np.ndarray, pairs: Sequence[tuple[int, int]]) -> float | None:
@@ -68,17 +89,81 @@ def split_at_midline(labels: np.ndarray, ijk_to_ras: np.ndarray, pairs: Sequence
     structure = np.full(size, -1)
     structure[rights] = np.arange(len(rights))
     m = np.asarray(ijk_to_ras, dtype=float)
-    corners = [m[0] @ (i, j, k, 1.0) for k in (box[0].start, box[0].stop - 1) for j in (box[1].start, box[1].stop - 1)
-               for i in (box[2].start, box[2].stop - 1)]
-    first_bin_x, bins = min(corners), int(np.ceil((max(corners) - min(corners)) / BIN_MM)) + 1
-    profiles = np.zeros(len(rights) * bins, dtype=np.int64)
-    for start, stop, x in _ras_x_by_slab(box, m):
+    corners = np.array([m[:3] @ (i, j, k, 1.0) for k in (box[0].start, box[0].stop - 1)
+                        for j in (box[1].start, box[1].stop - 1) for i in (box[2].start, box[2].stop - 1)])
+    first = corners.min(axis=0)
+    bins = (np.ceil((corners.max(axis=0) - first) / (BIN_MM, CELL_MM, CELL_MM)) + 1).astype(np.int64)
+    shape = (len(rights), bins[1], bins[2], bins[0])  # structure, y cell, z cell, x bin
+    profiles = np.zeros(int(np.prod(shape)), dtype=np.int64)
+    for start, stop, (x, y, z) in _ras_by_slab(box, m, axes=(0, 1, 2)):
         which = structure[region[start:stop]]
         inside = which >= 0
-        position = ((x[inside] - first_bin_x) / BIN_MM).astype(np.int64)
-        profiles += np.bincount(which[inside] * bins + position, minlength=profiles.size)
-    midline_x = mirror_centre(profiles.reshape(len(rights), bins), first_bin_x)
-    for start, stop, x in _ras_x_by_slab(box, m):
+        cell = [((c[inside] - f) / width).astype(np.int64)
+                for c, f, width in zip((x, y, z), first, (BIN_MM, CELL_MM, CELL_MM))]
+        index = np.ravel_multi_index((which[inside], cell[1], cell[2], cell[0]), shape)
+        profiles += np.bincount(index, minlength=profiles.size)
+    midline_x = mirror_centre(profiles.reshape(shape), first[0])
+    for start, stop, (x,) in _ras_by_slab(box, m):
         slab = region[start:stop]
         np.copyto(slab, to_left[slab], where=(structure[slab] >= 0) & (x < midline_x))
     return midline_x
+
+
+def mirror_ijk(ijk_to_ras: np.ndarray, midline_x: float) -> np.ndarray:
+    """The 4x4 map from a voxel index ``(i, j, k, 1)`` to the (fractional) index of its mirror image
+    about the plane ``x = midline_x`` in RAS, on the same grid."""
+    m = np.asarray(ijk_to_ras, dtype=float)
+    reflect = np.diag([-1.0, 1.0, 1.0, 1.0])
+    reflect[0, 3] = 2.0 * midline_x
+    return np.linalg.inv(m) @ reflect @ m
+
+
+def mirror_overlaps(components: np.ndarray, count: int, origin: tuple[int, ...], to_mirror: np.ndarray,
+                    partner: np.ndarray, partner_origin: tuple[int, ...]) -> np.ndarray:
+    """For components ``1..count`` of ``components`` (a ``(k, j, i)`` box whose first voxel is
+    ``origin`` on the full grid), how many of their voxels have their mirror image (``to_mirror``,
+    from :func:`mirror_ijk`; rounded to the nearest voxel) on ``partner``, a boolean box whose
+    first voxel is ``partner_origin``. Index 0 of the result is unused."""
+    overlap = np.zeros(count + 1, dtype=np.int64)
+    k, j, i = np.nonzero(components)
+    ids = components[k, j, i]
+    start_kji, limit_kji = np.array(partner_origin)[:, None], np.array(partner.shape)[:, None]
+    for s in range(0, ids.size, MIRROR_CHUNK_VOXELS):
+        e = s + MIRROR_CHUNK_VOXELS
+        ijk1 = np.stack([i[s:e] + origin[2], j[s:e] + origin[1], k[s:e] + origin[0], np.ones(ids[s:e].size)])
+        kji = np.rint(to_mirror[2::-1] @ ijk1).astype(np.int64) - start_kji  # rows k, j, i in the partner's box
+        inside = np.all((kji >= 0) & (kji < limit_kji), axis=0)
+        hit = np.zeros(inside.size, dtype=bool)
+        hit[inside] = partner[kji[0, inside], kji[1, inside], kji[2, inside]]
+        overlap += np.bincount(ids[s:e][hit], minlength=count + 1)
+    return overlap
+
+
+def keep_mirrored_components(labels: np.ndarray, ijk_to_ras: np.ndarray, pairs: Sequence[tuple[int, int]],
+                             midline_x: float) -> None:
+    """In ``labels`` (``(k, j, i)``, changed in place, after :func:`split_at_midline`), keep of each
+    side of each pair only the 26-connected component with the most voxels whose mirror image about
+    ``x = midline_x`` lies on the other side's structure; of components that tie (none mirrors onto
+    the other side, say, or it is absent), the largest. Removed voxels become background. The
+    choice for both sides is made from the map as it was, so neither side's choice depends on the
+    other's."""
+    to_mirror = mirror_ijk(ijk_to_ras, midline_x)
+    removals = []
+    for pair in pairs:
+        boxes = label_boxes(labels, list(pair))
+        for value, partner_value in (pair, pair[::-1]):
+            box, partner_box = boxes[value], boxes[partner_value]
+            if box is None:
+                continue
+            components, count = label_components(labels[box] == value)
+            if count < 2:
+                continue
+            size = np.bincount(components.ravel(), minlength=count + 1)
+            overlap = np.zeros(count + 1, dtype=np.int64)
+            if partner_box is not None:
+                overlap = mirror_overlaps(components, count, tuple(b.start for b in box), to_mirror,
+                                          labels[partner_box] == partner_value, tuple(b.start for b in partner_box))
+            best = 1 + int(np.lexsort((size[1:], overlap[1:]))[-1])
+            removals.append((box, (components != best) & (components > 0)))
+    for box, removed in removals:
+        labels[box][removed] = 0

@@ -16,7 +16,7 @@ from .errors import EmptyResultError, InputImageError, ResourceError
 from .geometry import crop_grid, ras_box_to_ijk_slices, voxel_centres_in_ras_box
 from .image import Volume
 from .label_regions import label_boxes
-from .lateralization import split_at_midline
+from .lateralization import keep_mirrored_components, split_at_midline
 from .postprocessing import postprocess
 from .preprocessing import prepare_case
 from .preprocessing.pipeline import from_network_layout
@@ -153,7 +153,9 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
     labels = plan.labels_to_source(from_network_layout(probabilities), np.array(card.channel_values))
     del probabilities
     if card.lateral_pairs:  # before labels are dropped: the midline comes from every paired structure
-        split_at_midline(labels, work_inputs[0].ijk_to_ras, card.lateral_pairs)
+        midline_x = split_at_midline(labels, work_inputs[0].ijk_to_ras, card.lateral_pairs)
+        if card.lateral_mirrored_component and midline_x is not None:
+            keep_mirrored_components(labels, work_inputs[0].ijk_to_ras, card.lateral_pairs, midline_x)
     dropped = [label.value for label in card.labels if label not in keep]
     if dropped:
         labels[np.isin(labels, dropped)] = 0

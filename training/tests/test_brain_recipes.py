@@ -89,6 +89,7 @@ def test_structure_network_predicts_sides_together_and_the_card_splits_them(netw
             {source for source, c in training.items() if c == channel}
     assert card.num_classes == card.network.args["out_channels"] == len(brain_structures.STRUCTURES) + 1
     assert brain_structures.AUGMENTATION.symmetric_labels and not brain_structures.AUGMENTATION.label_swap
+    assert card.lateral_mirrored_component  # 1.3.0
 
 
 def test_aal_names_match_the_mapping_when_the_atlas_is_cached():

@@ -154,6 +154,7 @@ class ModelCard:
     variants: dict
     raw: dict
     lateral_pairs: tuple[tuple[int, int], ...] = ()  # (right, left) values split at the midline
+    lateral_mirrored_component: bool = False  # each side keeps its component that mirrors onto the other
     onnx_graph_file: str | None = None  # the network as ONNX, weights in weights_file (see onnx_inference)
 
     @property
@@ -258,7 +259,8 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
     names = [lab.name.lower() for lab in labels]
     if len(set(names)) != len(names):
         raise BundleError(f"{source}: label names are not unique", "give every label its own name")
-    pairs = tuple((int(r), int(left)) for r, left in d.get("lateralization", {}).get("pairs", []))
+    lateralization = d.get("lateralization", {})
+    pairs = tuple((int(r), int(left)) for r, left in lateralization.get("pairs", []))
     _check_lateral_pairs(pairs, labels, source)
     p = d["preprocessing"]
     default = _normalization(p["normalization"], "preprocessing/normalization", source)
@@ -298,6 +300,7 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
         variants=dict(d.get("variants", {})),
         raw=document,
         lateral_pairs=pairs,
+        lateral_mirrored_component=bool(lateralization.get("mirrored_component", False)),
     )
 
 
