@@ -229,27 +229,62 @@ def count_flops(net, x) -> int:
     return int(counter.get_total_flops())
 
 
-def bench_forward(name: str, net, shape, budget_s: float, peak: float, max_runs: int = 5) -> dict:
+def time_runs(run, budget_s: float, max_runs: int) -> tuple[float, list[float]]:
+    """Seconds of a first (warm-up) call of ``run``, then of up to ``max_runs`` more within ``budget_s``."""
+    t = time.perf_counter()
+    run()  # warm-up (oneDNN primitive creation, ONNX Runtime kernel selection)
+    warm = time.perf_counter() - t
+    spent, times = warm, []
+    while len(times) < max_runs and (not times or spent + times[-1] < budget_s):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+        spent += times[-1]
+    return warm, times
+
+
+def ort_session(net, shape, threads: int):
+    """``net`` as MedSegAI's ONNX Runtime backend runs it (CPU provider, ``threads`` intra-op
+    threads, no idle spinning; see ``MedSegAILib.onnx_inference``), or the reason it cannot."""
+    try:
+        import onnxruntime as ort
+        from medsegai_training.onnx_export import onnx_bytes
+    except ImportError as exc:
+        return f"onnxruntime not installed ({exc})"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(onnx_bytes(net, shape), options, providers=["CPUExecutionProvider"])
+
+
+def bench_forward(name: str, net, shape, budget_s: float, peak: float, max_runs: int = 5,
+                  onnx_threads: int | None = None) -> dict:
+    """One forward of ``net`` on a random ``shape`` input in PyTorch and, with ``onnx_threads``,
+    in ONNX Runtime: best seconds and achieved GFLOP/s against ``peak``."""
     import torch
     net = net.eval()
     x = torch.randn(*shape)
     flops = count_flops(net, x)
-    times = []
     with torch.inference_mode():
-        t = time.perf_counter()
-        net(x)  # warm-up (oneDNN primitive creation)
-        warm = time.perf_counter() - t
-        spent = warm
-        while len(times) < max_runs and (not times or spent + times[-1] < budget_s):
-            t = time.perf_counter()
-            net(x)
-            times.append(time.perf_counter() - t)
-            spent += times[-1]
+        warm, times = time_runs(lambda: net(x), budget_s, max_runs)
     best = min(times)
     params = sum(p.numel() for p in net.parameters())
-    return {"network": name, "input": list(shape), "params_M": params / 1e6, "gflop": flops / 1e9,
-            "first_s": warm, "best_s": best, "median_s": statistics.median(times), "runs": len(times),
-            "gflops": flops / best / 1e9, "pct_peak": 100 * flops / best / 1e9 / peak}
+    result = {"network": name, "input": list(shape), "params_M": params / 1e6, "gflop": flops / 1e9,
+              "first_s": warm, "best_s": best, "median_s": statistics.median(times), "runs": len(times),
+              "gflops": flops / best / 1e9, "pct_peak": 100 * flops / best / 1e9 / peak}
+    if onnx_threads:
+        session = ort_session(net, shape, onnx_threads)
+        if isinstance(session, str):
+            result["onnxruntime"] = {"skipped": session}
+        else:
+            feed = {session.get_inputs()[0].name: x.numpy()}
+            _, ort_times = time_runs(lambda: session.run(None, feed), budget_s, max_runs)
+            ort_best = min(ort_times)
+            result["onnxruntime"] = {"best_s": ort_best, "runs": len(ort_times), "gflops": flops / ort_best / 1e9,
+                                     "pct_peak": 100 * flops / ort_best / 1e9 / peak}
+    return result
 
 
 def add_matmul_share(forward: list[dict], matmul_gflops: float) -> None:
@@ -600,16 +635,21 @@ def markdown(res: dict) -> str:
         peak_name = res.get("forward_peak", "matmul")
         L += ["## 2. Network forward efficiency (1 patch, batch 1, inference mode)", "",
               f"| network | input | params (M) | GFLOP | first (s) | best (s) | GFLOP/s | % of {peak_name} peak "
-              "| % of matmul |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              f"| % of matmul | ONNX Runtime best (s) | ONNX Runtime % of {peak_name} peak |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for f in res["forward"]:
             if "skipped" in f:
-                L.append(f"| {f['network']} | - | - | - | - | - | - | skipped: {f['skipped']} | - |")
+                L.append(f"| {f['network']} | - | - | - | - | - | - | skipped: {f['skipped']} | - | - | - |")
                 continue
+            ort = f.get("onnxruntime", {})
+            ort_cells = (f"{ort['best_s']:.3f} | {ort['pct_peak']:.0f} %" if "best_s" in ort
+                         else f"- | {ort.get('skipped', 'not run')}")
             L.append(f"| {f['network']} | {'x'.join(map(str, f['input'][2:]))} | {f['params_M']:.2f} | "
                      f"{f['gflop']:.1f} | {f['first_s']:.3f} | {f['best_s']:.3f} | {f['gflops']:.1f} | "
-                     f"{f['pct_peak']:.0f} % | {f.get('pct_matmul', f['pct_peak']):.0f} % |")
+                     f"{f['pct_peak']:.0f} % | {f.get('pct_matmul', f['pct_peak']):.0f} % | {ort_cells} |")
         L += ["", "FLOPs: torch.utils.flop_counter (convolutions and matmuls only; norms and activations are not "
-              "counted).", ""]
+              "counted). ONNX Runtime: the same network exported as MedSegAI exports bundles "
+              "(`medsegai_training.onnx_export`), run with the options of MedSegAI's ONNX Runtime backend.", ""]
     o = res.get("overhead")
     if o:
         c = o["bare_swi"]
@@ -847,19 +887,21 @@ def main() -> None:
         from MedSegAILib.networks import build_network
         peak, res["forward_peak"] = forward_peak(res)
         fw = [bench_forward(f"demo DynUNet {card.network.args.get('filters')}", bundle.build_network(),
-                            [1, 1, *patch], 5 if quick else 10, peak)]
+                            [1, 1, *patch], 5 if quick else 10, peak, onnx_threads=threads)]
         dl_args = {"in_channels": 1, "out_channels": card.num_classes, "channels": [16, 32, 64, 128]}
         fw.append(bench_forward("MedSegAI DeepLabv3+ [16..128], aspp 64", build_network("deeplabv3plus", dl_args),
-                                [1, 1, *patch], 5 if quick else 10, peak))
+                                [1, 1, *patch], 5 if quick else 10, peak, onnx_threads=threads))
         if quick:
             fw.append({"network": "nnU-Net-size DynUNet 96^3", "skipped": "--quick"})
         else:
             fw.append(bench_forward("nnU-Net-size DynUNet [32..320] (MONAI)", nnunet_dynunet(), [1, 1, 96, 96, 96], 30,
-                                    peak, max_runs=3))
+                                    peak, max_runs=3, onnx_threads=threads))
         for f in fw:
             if "skipped" not in f:
+                ort = f.get("onnxruntime", {})
+                ort_text = f"{ort['best_s']:.3f} s ({ort['pct_peak']:.0f} %)" if "best_s" in ort else ort.get("skipped")
                 log(f"      {f['network']}: {f['gflop']:.1f} GFLOP, {f['best_s']:.3f} s, {f['gflops']:.1f} GFLOP/s "
-                    f"({f['pct_peak']:.0f} % of the {res['forward_peak']} peak)")
+                    f"({f['pct_peak']:.0f} % of the {res['forward_peak']} peak); ONNX Runtime {ort_text}")
         add_matmul_share(fw, res["matmul"]["gflops_peak"])
         res["forward"] = fw
 
