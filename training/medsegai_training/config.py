@@ -34,6 +34,7 @@ class TrainConfig:
     validate_every: int = 50  # iterations between validations (when there are validation cases)
     early_stopping_patience: int = 0  # validations without a better mean Dice before stopping; 0: off
     tensorboard: bool = True  # TensorBoard scalars when the tensorboard package is installed
+    deep_supervision: int = 0  # U-Net decoder stages with a loss of their own besides the output; 0: off
 
     # settings that may change when a run is resumed (the others must match the checkpoint)
     RESUMABLE_CHANGES = ("iterations", "checkpoint_every", "keep_checkpoints", "log_every", "threads", "device", "amp",

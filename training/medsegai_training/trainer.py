@@ -23,6 +23,7 @@ from .augmentation import Augmenter
 from .checkpoint import (best_checkpoint_path, clear_checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint,
                          write_atomically)
 from .config import TrainConfig, with_overrides  # noqa: F401 (recipes import with_overrides from here)
+from .deep_supervision import DeepSupervision, deep_supervision_loss
 from .distributed import Distributed, session
 from .losses import build_loss
 from .progress import format_duration
@@ -177,7 +178,7 @@ class Trainer:
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _start(self, env: Distributed, resume: bool, restart: bool, module, optimizer, scaler,
+    def _start(self, env: Distributed, resume: bool, restart: bool, module, trained, optimizer, scaler,
                rng: np.random.Generator) -> _RunState:
         """Clear, or resume from, the work folder's checkpoints."""
         existing = latest_checkpoint(self.checkpoint_dir)
@@ -201,6 +202,8 @@ class Trainer:
         saved = load_checkpoint(existing)
         self._check_resumable(saved)
         module.load_state_dict(saved["model"])
+        if trained is not module:
+            trained.heads.load_state_dict(saved["deep_supervision_heads"])
         optimizer.load_state_dict(saved["optimizer"])
         if saved.get("scaler") and scaler.is_enabled():
             scaler.load_state_dict(saved["scaler"])
@@ -225,10 +228,14 @@ class Trainer:
             self.work_dir.mkdir(parents=True, exist_ok=True)
         rng = seed_everything(cfg.seed, env.rank)
         module = build_network(self.network_name, self.network_args).to(env.device)
-        optimizer = build_optimizer(module, cfg.learning_rate, cfg.weight_decay, cfg.optimizer)
+        try:  # what the optimiser trains: the network, with deep-supervision heads when asked for
+            trained = DeepSupervision(module, cfg.deep_supervision).to(env.device) if cfg.deep_supervision else module
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
+        optimizer = build_optimizer(trained, cfg.learning_rate, cfg.weight_decay, cfg.optimizer)
         amp = cfg.amp and env.device.type == "cuda"
         scaler = torch.amp.GradScaler(env.device.type, enabled=amp)
-        state = self._start(env, resume, restart, module, optimizer, scaler, rng)
+        state = self._start(env, resume, restart, module, trained, optimizer, scaler, rng)
         if state.stopped_early or state.iteration >= cfg.iterations:
             self._say(f"already trained {state.iteration} iterations"
                       + (" (stopped early)" if state.stopped_early else f" (>= {cfg.iterations})"))
@@ -241,7 +248,7 @@ class Trainer:
         sampler = PatchSampler(self.cases, cfg.foreground_fraction)
         augmenter = Augmenter(cfg.augmentation, cfg.patch_size, self.spacing)
         loss_fn = build_loss(cfg.loss)
-        network = env.wrap(module)
+        network = env.wrap(trained)
         run_log = RunLog(self.work_dir, state.iteration, cfg.tensorboard, env.is_main, self._say)
         network.train()
         session_start = last_report = time.perf_counter()
@@ -252,7 +259,7 @@ class Trainer:
                                    cfg.min_lr_ratio)
                 set_learning_rate(optimizer, lr)
                 batch = self._batch(sampler, augmenter, rng, env.device)
-                state.losses.append(self._step(network, module, optimizer, scaler, loss_fn, batch, env, amp, iteration))
+                state.losses.append(self._step(network, trained, optimizer, scaler, loss_fn, batch, env, amp, iteration))
                 state.iteration = done = iteration + 1
                 if self.progress is not None and env.is_main:
                     self.progress(done, cfg.iterations, state.losses[-1])
@@ -268,7 +275,7 @@ class Trainer:
                 if self.validation_cases and (done % cfg.validate_every == 0 or done == cfg.iterations):
                     state.stopped_early = self._validate(module, state, env, amp, run_log, seconds)
                 if done % cfg.checkpoint_every == 0 or done == end or state.stopped_early:
-                    self._save(env, module, optimizer, scaler, rng, state,
+                    self._save(env, module, trained, optimizer, scaler, rng, state,
                                state.seconds + time.perf_counter() - session_start)
                 if state.stopped_early:
                     break
@@ -288,21 +295,24 @@ class Trainer:
         y = torch.from_numpy(np.stack(labels).astype(np.int64))[:, None].to(device)
         return x, y
 
-    def _step(self, network, module, optimizer, scaler, loss_fn, batch, env: Distributed, amp: bool,
+    def _step(self, network, trained, optimizer, scaler, loss_fn, batch, env: Distributed, amp: bool,
               iteration: int) -> float:
         """One optimiser step; returns the loss averaged over the ranks."""
         x, y = batch
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(env.device.type, dtype=torch.float16, enabled=amp):
             logits = network(x)
-        loss = loss_fn(logits.float(), y)
+        if isinstance(logits, list):  # deep supervision
+            loss = deep_supervision_loss(loss_fn, logits, y)
+        else:
+            loss = loss_fn(logits.float(), y)
         mean_loss = env.mean(loss.detach())  # every rank sees the same value, so all stop together
         if not torch.isfinite(mean_loss):
             raise TrainingError(f"loss is {mean_loss.item()} at iteration {iteration + 1}")
         scaler.scale(loss).backward()
         if self.config.grad_clip:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained.parameters(), self.config.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         return float(mean_loss)
@@ -332,7 +342,8 @@ class Trainer:
                       f"validations")
         return stop
 
-    def _save(self, env: Distributed, module, optimizer, scaler, rng, state: _RunState, seconds: float) -> None:
+    def _save(self, env: Distributed, module, trained, optimizer, scaler, rng, state: _RunState,
+              seconds: float) -> None:
         random_states = env.gather(random_state(rng))
         if env.is_main:
             save_checkpoint(self.checkpoint_dir, state.iteration, {
@@ -341,6 +352,7 @@ class Trainer:
                 "network": {"name": self.network_name, "args": self.network_args},
                 "config": self.config.as_dict(),
                 "model": module.state_dict(),
+                **({"deep_supervision_heads": trained.heads.state_dict()} if trained is not module else {}),
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
                 "random_states": random_states,

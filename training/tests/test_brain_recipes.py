@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from MedSegAILib.bundle import parse_card
 from MedSegAILib.image import Volume
@@ -279,3 +280,15 @@ def test_tissue_synthesis_gives_two_structures_of_one_tissue_one_intensity():
     assert contrast["atlas"] > 0.1  # each label its own intensity: an edge real T1 does not show
     with pytest.raises(ValueError, match="generation"):
         brain_structures.synthetic_images(template, template.with_array(atlas), 1, 0, "labels")
+
+
+def test_the_structure_unet_trains_with_deep_supervision_on_every_decoder_stage_but_the_lowest():
+    from MedSegAILib.networks import build_network
+    from medsegai_training.deep_supervision import DeepSupervision
+
+    network = brain_structures.NETWORKS["unet"]
+    levels = brain_structures.default_deep_supervision("unet")
+    unet = build_network(network["name"], network["args"])
+    assert levels == len(unet.upsamples) - 1 and brain_structures.default_deep_supervision("deeplabv3plus") == 0
+    outputs = DeepSupervision(unet, levels)(torch.zeros(1, 1, *brain_structures.PATCH_SIZE))
+    assert [o.shape[2] for o in outputs] == [64, 32, 16, 8]

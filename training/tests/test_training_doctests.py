@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["folds", "progress", "seeding", "schedule", "validation", "metrics", "report_figures", "evaluation"]
+MODULES = ["folds", "progress", "seeding", "schedule", "validation", "metrics", "report_figures", "evaluation",
+           "deep_supervision"]
 
 
 @pytest.mark.parametrize("name", MODULES)
