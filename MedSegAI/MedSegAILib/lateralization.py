@@ -154,8 +154,8 @@ def keep_mirrored_components(labels: np.ndarray, ijk_to_ras: np.ndarray, pairs: 
     other's."""
     to_mirror = mirror_ijk(ijk_to_ras, midline_x)
     removals = []
+    boxes = label_boxes(labels, [value for pair in pairs for value in pair])  # one pass over the map
     for pair in pairs:
-        boxes = label_boxes(labels, list(pair))
         for value, partner_value in (pair, pair[::-1]):
             box, partner_box = boxes[value], boxes[partner_value]
             if box is None:
