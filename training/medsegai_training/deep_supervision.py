@@ -49,14 +49,10 @@ class DeepSupervision(nn.Module):
         self.network = network
         # upsamples run deepest first; the last one feeds the output, the ones before it are supervised
         self._stages = [upsamples[len(upsamples) - 1 - level] for level in range(1, levels + 1)]
-        classes = self._output_channels(network)
+        classes = network.output_block.conv.conv.out_channels
         dims = 3 if isinstance(self._stages[0].conv_block.conv2.conv, nn.Conv3d) else 2
         conv = nn.Conv3d if dims == 3 else nn.Conv2d
         self.heads = nn.ModuleList(conv(stage.conv_block.conv2.conv.out_channels, classes, 1) for stage in self._stages)
-
-    @staticmethod
-    def _output_channels(network: nn.Module) -> int:
-        return network.output_block.conv.conv.out_channels
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features: dict[int, torch.Tensor] = {}
