@@ -11,6 +11,7 @@ import numpy as np
 import psutil
 
 from .applicability import check_applicability
+from .body import axial_axis, keep_inside_body
 from .bundle import Bundle, Label, ModelCard
 from .errors import EmptyResultError, InputImageError, ResourceError
 from .geometry import crop_grid, ras_box_to_ijk_slices, voxel_centres_in_ras_box
@@ -161,12 +162,17 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
         labels[np.isin(labels, dropped)] = 0
     if roi is not None:  # the crop is the box's bounding box in voxels; oblique grids stick out of it
         labels[~voxel_centres_in_ras_box(work_inputs[0].grid, *options.roi_ras)] = 0
-    postprocess(labels, {label.value: label.postprocessing for label in keep}, tuple(work_inputs[0].spacing[::-1]))
-    if roi is not None:
+        # back on the whole scan before the clean-up: the body's outline needs whole slices, and
+        # components and holes are the same with or without the empty margin
         full = np.zeros(source.array.shape, dtype=labels.dtype)
         start, stop = roi
         full[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] = labels
         labels = full
+    inside_body = {label.value: label.postprocessing.inside_body_hu for label in keep
+                   if label.postprocessing.inside_body_hu is not None}
+    if inside_body:
+        keep_inside_body(labels, source.array, axial_axis(source.ijk_to_ras), inside_body)
+    postprocess(labels, {label.value: label.postprocessing for label in keep}, tuple(source.spacing[::-1]))
     boxes = label_boxes(labels, [label.value for label in keep])  # one pass; np.unique sorts or hashes every voxel
     found = [label for label in keep if boxes[label.value] is not None]
     missing = [label for label in keep if boxes[label.value] is None]

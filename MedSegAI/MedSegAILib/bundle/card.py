@@ -53,6 +53,7 @@ class PostProcessing:
     min_island_ml: float = 0.0
     fill_holes: bool = False
     opening_mm: float = 0.0  # cut bridges thinner than about twice this before counting components
+    inside_body_hu: float | None = None  # CT: drop voxels in air below this that reaches a slice's edge (body.py)
 
 
 @dataclass(frozen=True)
@@ -252,13 +253,19 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
         pp = lab.get("postprocessing", {})
         labels.append(Label(lab["value"], lab["name"], tuple(lab["color"]), term, PostProcessing(
             pp.get("largest_components"), float(pp.get("min_island_ml", 0.0)), bool(pp.get("fill_holes", False)),
-            float(pp.get("opening_mm", 0.0)))))
+            float(pp.get("opening_mm", 0.0)),
+            None if pp.get("inside_body_hu") is None else float(pp["inside_body_hu"]))))
     values = [lab.value for lab in labels]
     if len(set(values)) != len(values):
         raise BundleError(f"{source}: label values are not unique: {values}", "give every label its own value")
     names = [lab.name.lower() for lab in labels]
     if len(set(names)) != len(names):
         raise BundleError(f"{source}: label names are not unique", "give every label its own name")
+    body_labels = [lab.name for lab in labels if lab.postprocessing.inside_body_hu is not None]
+    if body_labels and d["inputs"][0]["modality"] != "CT":
+        raise BundleError(f"{source}: labels {', '.join(body_labels)} ask for inside_body_hu, which needs CT "
+                          f"(Hounsfield units) as the first input, not {d['inputs'][0]['modality']}",
+                          "drop inside_body_hu from those labels' postprocessing")
     lateralization = d.get("lateralization", {})
     pairs = tuple((int(r), int(left)) for r, left in lateralization.get("pairs", []))
     _check_lateral_pairs(pairs, labels, source)
