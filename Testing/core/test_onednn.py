@@ -1,0 +1,73 @@
+"""Inference on the CPU takes oneDNN's kernel for every 3D convolution, with unchanged results."""
+
+import numpy as np
+import pytest
+import torch
+
+from MedSegAILib.bundle.card import InferenceSettings
+from MedSegAILib.inference import InferenceEngine
+from MedSegAILib.networks import build_network
+from MedSegAILib.networks.onednn import OneDNNConv3d, use_onednn_convolutions
+
+# the shipped demo's U-Net and the brain-extraction U-Net, on their windows
+NETWORKS = {
+    "demo U-Net": ("unet", {"in_channels": 1, "out_channels": 5, "filters": [16, 32, 64, 128],
+                            "strides": [[1, 1, 1], [2, 2, 1], [2, 2, 2], [2, 2, 2]]}, (1, 1, 32, 32, 8)),
+    "brain-extraction U-Net": ("unet", {"in_channels": 1, "out_channels": 2, "filters": [12, 24, 48, 96, 192],
+                                        "strides": [1, 2, 2, 2, 2]}, (1, 1, 48, 48, 48)),
+    "DeepLabv3+": ("deeplabv3plus", {"in_channels": 2, "out_channels": 3, "channels": [8, 16, 32, 64]},
+                   (1, 2, 32, 32, 16)),
+}
+
+
+def twin(name: str) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    arch, args, shape = NETWORKS[name]
+    torch.manual_seed(0)
+    plain = build_network(arch, args).eval()
+    redirected = build_network(arch, args).eval()
+    redirected.load_state_dict(plain.state_dict())
+    return plain, redirected, torch.randn(shape)
+
+
+def kernels_run(network: torch.nn.Module, x: torch.Tensor) -> set[str]:
+    with torch.profiler.profile() as profile:
+        network(x)
+    return {event.key for event in profile.key_averages()}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_every_convolution_takes_onednn_and_the_logits_stay_the_same(name):
+    plain, redirected, x = twin(name)
+    assert use_onednn_convolutions(redirected) == sum(type(m) is torch.nn.Conv3d for m in plain.modules())
+    with torch.inference_mode():
+        # PyTorch's own choice sends the single-channel first convolution to its reference kernel
+        assert "aten::slow_conv3d_forward" in kernels_run(plain, x)
+        assert "aten::slow_conv3d_forward" not in kernels_run(redirected, x)
+        expected, got = plain(x), redirected(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+
+def test_training_and_its_gradients_are_left_to_pytorch():
+    plain, redirected, x = twin("demo U-Net")
+    use_onednn_convolutions(redirected)
+    for network in (plain, redirected):
+        network.train()
+        network(x).square().mean().backward()
+    for (name, p), q in zip(plain.named_parameters(), redirected.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)
+
+
+def test_convolutions_it_cannot_redirect_are_left_alone():
+    network = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding="same"),
+                                  torch.nn.Conv3d(2, 2, 3, padding=1, padding_mode="reflect"),
+                                  torch.nn.Conv2d(2, 2, 3), torch.nn.Conv3d(2, 2, 1))
+    assert use_onednn_convolutions(network) == 1
+    assert [type(m) for m in network] == [torch.nn.Conv3d, torch.nn.Conv3d, torch.nn.Conv2d, OneDNNConv3d]
+
+
+def test_the_cpu_engine_redirects_its_network():
+    plain, _, x = twin("demo U-Net")
+    engine = InferenceEngine(plain, InferenceSettings(patch_size=(32, 32, 8)), torch.device("cpu"))
+    assert any(isinstance(m, OneDNNConv3d) for m in engine.network.modules())
+    probabilities = engine.predict(np.asarray(x[0]))
+    assert probabilities.shape == (5, 32, 32, 8)
