@@ -244,6 +244,27 @@ def time_runs(run, budget_s: float, max_runs: int) -> tuple[float, list[float]]:
     return warm, times
 
 
+def time_alternating(runs: dict, budget_s: float, max_runs: int) -> dict:
+    """Like :func:`time_runs` for several ways of doing the same work, in rounds that alternate their
+    order, so that each sees the same machine (on shared cores a run alone drifts by 5-30 %):
+    ``{name: (first seconds, [seconds of each round])}``."""
+    firsts = {}
+    for name, run in runs.items():
+        t = time.perf_counter()
+        run()
+        firsts[name] = time.perf_counter() - t
+    times = {name: [] for name in runs}
+    spent, names = sum(firsts.values()), list(runs)
+    while len(times[names[0]]) < max_runs and (not times[names[0]] or spent + sum(v[-1] for v in times.values())
+                                               < budget_s * len(names)):
+        for name in (names if len(times[names[0]]) % 2 == 0 else names[::-1]):
+            t = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - t)
+            spent += times[name][-1]
+    return {name: (firsts[name], times[name]) for name in runs}
+
+
 def ort_session(net, shape, threads: int):
     """``net`` as MedSegAI's ONNX Runtime backend runs it (CPU provider, ``threads`` intra-op
     threads, no idle spinning; see ``MedSegAILib.onnx_inference``), or the reason it cannot."""
@@ -262,19 +283,19 @@ def ort_session(net, shape, threads: int):
 
 def bench_forward(name: str, net, shape, budget_s: float, peak: float, max_runs: int = 5,
                   onnx_threads: int | None = None) -> dict:
-    """One forward of ``net`` on a random ``shape`` input in PyTorch as MedSegAI runs it (oneDNN for
-    every convolution), with PyTorch's own kernel choice, and, with ``onnx_threads``, in ONNX Runtime:
-    best seconds and achieved GFLOP/s against ``peak``."""
+    """One forward of ``net`` on a random ``shape`` input in PyTorch as MedSegAI runs it (with
+    ``MedSegAILib.networks.cpu_kernels``), with PyTorch's own kernel choice, and, with ``onnx_threads``,
+    in ONNX Runtime: best seconds and achieved GFLOP/s against ``peak``."""
     import torch
-    from MedSegAILib.networks.onednn import use_onednn_convolutions
+    from MedSegAILib.networks.cpu_kernels import use_fast_cpu_kernels
     net = net.eval()
     x = torch.randn(*shape)
     flops = count_flops(net, x)
     medsegai = copy.deepcopy(net)
-    use_onednn_convolutions(medsegai)
+    use_fast_cpu_kernels(medsegai)
     with torch.inference_mode():
-        _, default_times = time_runs(lambda: net(x), budget_s, max_runs)
-        warm, times = time_runs(lambda: medsegai(x), budget_s, max_runs)
+        timed = time_alternating({"pytorch": lambda: net(x), "medsegai": lambda: medsegai(x)}, budget_s, max_runs)
+    (_, default_times), (warm, times) = timed["pytorch"], timed["medsegai"]
     best = min(times)
     params = sum(p.numel() for p in net.parameters())
     result = {"network": name, "input": list(shape), "params_M": params / 1e6, "gflop": flops / 1e9,
@@ -341,14 +362,14 @@ def bare_swi_runner(path: Path, bundle, threads: int):
     import torch
     from monai.inferers import sliding_window_inference
     from MedSegAILib.image import read_volume
-    from MedSegAILib.networks.onednn import use_onednn_convolutions
+    from MedSegAILib.networks.cpu_kernels import use_fast_cpu_kernels
     from MedSegAILib.sliding_window import count_windows
     from MedSegAILib.preprocessing import prepare_case
     card = bundle.card
     prepared = prepare_case([read_volume(path)], card.preprocessing)
     x = torch.from_numpy(prepared.image)[None]
     net = bundle.build_network().eval()
-    use_onednn_convolutions(net)  # the kernels MedSegAI runs: the ratio is then the framework's cost alone
+    use_fast_cpu_kernels(net)  # the kernels MedSegAI runs: the ratio is then the framework's cost alone
     inf = card.inference
 
     def run_once() -> float:
@@ -666,9 +687,10 @@ def markdown(res: dict) -> str:
                      f"{f['gflop']:.1f} | {f['first_s']:.3f} | {f['best_s']:.3f} | {f['gflops']:.1f} | "
                      f"{f['pct_peak']:.0f} % | {f.get('pct_matmul', f['pct_peak']):.0f} % | {own_cells} | {ort_cells} |")
         L += ["", "FLOPs: torch.utils.flop_counter (convolutions and matmuls only; norms and activations are not "
-              "counted). PyTorch as MedSegAI runs it: oneDNN for every 3D convolution "
-              "(`MedSegAILib.networks.onednn`); \"PyTorch's kernel choice\": the same network as PyTorch dispatches "
-              "it, with its reference kernel for small convolutions. ONNX Runtime: the same network exported as "
+              "counted). PyTorch as MedSegAI runs it: oneDNN for every 3D convolution, one matrix product for "
+              "each upsampling by kernel = stride (`MedSegAILib.networks.cpu_kernels`); \"PyTorch's kernel "
+              "choice\": the same network as PyTorch dispatches it (its reference kernel for small convolutions), "
+              "timed in alternating rounds with MedSegAI's. ONNX Runtime: the same network exported as "
               "MedSegAI exports bundles (`medsegai_training.onnx_export`), run with the options of MedSegAI's ONNX "
               "Runtime backend.", ""]
     o = res.get("overhead")

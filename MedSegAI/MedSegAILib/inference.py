@@ -12,7 +12,7 @@ import torch
 from .bundle.card import InferenceSettings
 from .engine import WindowedEngine, WindowProgress
 from .errors import ResourceError
-from .networks.onednn import use_onednn_convolutions
+from .networks.cpu_kernels import use_fast_cpu_kernels
 from .process_hygiene import physical_cores
 from .sliding_window import sliding_window_inference
 
@@ -90,7 +90,7 @@ class InferenceEngine(WindowedEngine):
     def __post_init__(self) -> None:
         self.network = self.network.to(self.device).eval()
         if self.device.type == "cpu":
-            use_onednn_convolutions(self.network)
+            use_fast_cpu_kernels(self.network)
         self.autocast = autocast_dtype(self.precision, self.device)
         self.device_type = self.device.type
 

@@ -1,4 +1,4 @@
-"""Inference on the CPU takes oneDNN's kernel for every 3D convolution, with unchanged results."""
+"""Inference on the CPU takes the faster kernels for 3D convolutions and upsamplings, with unchanged results."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import torch
 from MedSegAILib.bundle.card import InferenceSettings
 from MedSegAILib.inference import InferenceEngine
 from MedSegAILib.networks import build_network
-from MedSegAILib.networks.onednn import OneDNNConv3d, use_onednn_convolutions
+from MedSegAILib.networks.cpu_kernels import MatmulConvTranspose3d, OneDNNConv3d, use_fast_cpu_kernels
 
 # the shipped demo's U-Net and the brain-extraction U-Net, on their windows
 NETWORKS = {
@@ -36,20 +36,22 @@ def kernels_run(network: torch.nn.Module, x: torch.Tensor) -> set[str]:
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
-def test_every_convolution_takes_onednn_and_the_logits_stay_the_same(name):
+def test_every_convolution_takes_a_fast_kernel_and_the_logits_stay_the_same(name):
     plain, redirected, x = twin(name)
-    assert use_onednn_convolutions(redirected) == sum(type(m) is torch.nn.Conv3d for m in plain.modules())
+    convolutions = sum(type(m) in (torch.nn.Conv3d, torch.nn.ConvTranspose3d) for m in plain.modules())
+    assert use_fast_cpu_kernels(redirected) == convolutions  # all of them: these upsample by kernel = stride
     with torch.inference_mode():
         # PyTorch's own choice sends the single-channel first convolution to its reference kernel
         assert "aten::slow_conv3d_forward" in kernels_run(plain, x)
-        assert "aten::slow_conv3d_forward" not in kernels_run(redirected, x)
+        slow = {"aten::slow_conv3d_forward", "aten::slow_conv_transpose3d"}
+        assert not slow & kernels_run(redirected, x)
         expected, got = plain(x), redirected(x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
 
 
 def test_training_and_its_gradients_are_left_to_pytorch():
     plain, redirected, x = twin("demo U-Net")
-    use_onednn_convolutions(redirected)
+    use_fast_cpu_kernels(redirected)
     for network in (plain, redirected):
         network.train()
         network(x).square().mean().backward()
@@ -60,9 +62,27 @@ def test_training_and_its_gradients_are_left_to_pytorch():
 def test_convolutions_it_cannot_redirect_are_left_alone():
     network = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding="same"),
                                   torch.nn.Conv3d(2, 2, 3, padding=1, padding_mode="reflect"),
-                                  torch.nn.Conv2d(2, 2, 3), torch.nn.Conv3d(2, 2, 1))
-    assert use_onednn_convolutions(network) == 1
-    assert [type(m) for m in network] == [torch.nn.Conv3d, torch.nn.Conv3d, torch.nn.Conv2d, OneDNNConv3d]
+                                  torch.nn.Conv2d(2, 2, 3), torch.nn.Conv3d(2, 2, 1),
+                                  torch.nn.ConvTranspose3d(2, 2, 3, stride=2),  # overlapping kernels
+                                  torch.nn.ConvTranspose3d(2, 2, 2, stride=2, output_padding=1, dilation=2),
+                                  torch.nn.ConvTranspose3d(2, 3, (2, 2, 1), stride=(2, 2, 1)))
+    assert use_fast_cpu_kernels(network) == 2
+    assert [type(m) for m in network] == [torch.nn.Conv3d, torch.nn.Conv3d, torch.nn.Conv2d, OneDNNConv3d,
+                                          torch.nn.ConvTranspose3d, torch.nn.ConvTranspose3d, MatmulConvTranspose3d]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_block_upsampling_is_one_matrix_product_with_the_same_result(bias):
+    torch.manual_seed(1)
+    plain = torch.nn.ConvTranspose3d(6, 4, (2, 3, 1), stride=(2, 3, 1), bias=bias)
+    fast = torch.nn.ConvTranspose3d(6, 4, (2, 3, 1), stride=(2, 3, 1), bias=bias)
+    fast.load_state_dict(plain.state_dict())
+    assert use_fast_cpu_kernels(fast) == 1
+    x = torch.randn(2, 6, 5, 4, 3)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), plain(x))
+        # an explicit output size goes to PyTorch's own kernel
+        torch.testing.assert_close(fast(x, output_size=[10, 12, 3]), plain(x, output_size=[10, 12, 3]))
 
 
 def test_the_cpu_engine_redirects_its_network():
