@@ -30,6 +30,8 @@ from typing import Mapping
 import numpy as np
 import SimpleITK as sitk
 
+from .label_regions import label_boxes
+
 
 def axial_axis(ijk_to_ras: np.ndarray) -> int:
     """Array axis of a ``(k, j, i)`` volume whose steps run most nearly along the body's S axis
@@ -57,15 +59,21 @@ def keep_inside_body(labels: np.ndarray, image: np.ndarray, axis: int, threshold
     body: below the label's threshold (HU) in ``image`` and connected, within their slice across
     ``axis``, to the slice's border. ``labels`` and ``image`` share one ``(k, j, i)`` grid.
 
-    Only slices holding one of the labels are looked at (a 512 x 512 slice takes about 2 ms)."""
+    Only the slices through the labels' bounding boxes are looked at, each alone (about 4 ms for a
+    512 x 512 slice; no whole-volume mask is made)."""
     if labels.shape != image.shape:
         raise ValueError(f"labels {labels.shape} and image {image.shape} are not on one grid")
-    other_axes = tuple(a for a in range(3) if a != axis)
+    boxes = label_boxes(labels, thresholds)
     slab_labels = np.moveaxis(labels, axis, 0)  # views: assignments below write into ``labels``
     slab_image = np.moveaxis(image, axis, 0)
     for threshold in sorted(set(thresholds.values())):
-        restricted = np.isin(labels, [v for v, t in thresholds.items() if t == threshold])
-        slab_restricted = np.moveaxis(restricted, axis, 0)
-        for index in np.flatnonzero(restricted.any(axis=other_axes)):
-            outside = air_reaching_edge(slab_image[index] < threshold)
-            slab_labels[index][slab_restricted[index] & outside] = 0
+        values = [v for v, t in thresholds.items() if t == threshold and boxes[v] is not None]
+        if not values:
+            continue
+        start = min(boxes[v][axis].start for v in values)
+        stop = max(boxes[v][axis].stop for v in values)
+        for index in range(start, stop):
+            in_slice = slab_labels[index]
+            restricted = np.isin(in_slice, values)
+            if restricted.any():
+                in_slice[restricted & air_reaching_edge(slab_image[index] < threshold)] = 0
