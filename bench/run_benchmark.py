@@ -231,17 +231,9 @@ def count_flops(net, x) -> int:
 
 
 def time_runs(run, budget_s: float, max_runs: int) -> tuple[float, list[float]]:
-    """Seconds of a first (warm-up) call of ``run``, then of up to ``max_runs`` more within ``budget_s``."""
-    t = time.perf_counter()
-    run()  # warm-up (oneDNN primitive creation, ONNX Runtime kernel selection)
-    warm = time.perf_counter() - t
-    spent, times = warm, []
-    while len(times) < max_runs and (not times or spent + times[-1] < budget_s):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-        spent += times[-1]
-    return warm, times
+    """Seconds of a first (warm-up: oneDNN primitive creation, ONNX Runtime kernel selection) call of
+    ``run``, then of up to ``max_runs`` more within ``budget_s``."""
+    return time_alternating({"run": run}, budget_s, max_runs)["run"]
 
 
 def time_alternating(runs: dict, budget_s: float, max_runs: int) -> dict:
@@ -331,14 +323,9 @@ def nnunet_dynunet():
 
 # --------------------------------------------------------------------------- 3. overhead
 
-def open_bundle():
+def open_bundle(model_id: str = MODEL_ID):
     from MedSegAILib.bundle import Catalog
-    return Catalog.default().get(MODEL_ID)
-
-
-def brain_extraction_bundle():
-    from MedSegAILib.bundle import Catalog
-    return Catalog.default().get("medsegai-mr-brain-extraction")
+    return Catalog.default().get(model_id)
 
 
 def run_e2e_inprocess(path: Path, out_dir: Path, bundle, threads: int) -> dict:
@@ -931,7 +918,7 @@ def main() -> None:
         peak, res["forward_peak"] = forward_peak(res)
         fw = [bench_forward(f"demo DynUNet {card.network.args.get('filters')}", bundle.build_network(),
                             [1, 1, *patch], 5 if quick else 10, peak, onnx_threads=threads)]
-        brain = brain_extraction_bundle()
+        brain = open_bundle("medsegai-mr-brain-extraction")
         fw.append(bench_forward(f"brain-extraction U-Net {brain.card.network.args.get('filters')}",
                                 brain.build_network(), [1, 1, *brain.card.inference.patch_size], 5 if quick else 10,
                                 peak, onnx_threads=threads))
