@@ -10,7 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .bundle.card import PostProcessing
-from .label_regions import label_boxes
+from .label_regions import label_boxes, nonzero_box
 
 
 def _itk_mask(mask: np.ndarray, spacing_kji: Sequence[float] | None = None) -> sitk.Image:
@@ -49,27 +49,42 @@ def cut_thin_bridges(mask: np.ndarray, radius_mm: float, spacing_kji: Sequence[f
     return (grown & padded)[1:-1, 1:-1, 1:-1]
 
 
+def _components(mask: np.ndarray, fully_connected: bool) -> tuple[sitk.Image, int]:
+    """ITK's connected components of ``mask`` (numbered 1..n in raster order) and their count."""
+    labelling = sitk.ConnectedComponentImageFilter()
+    labelling.SetFullyConnected(fully_connected)
+    return labelling.Execute(_itk_mask(mask)), labelling.GetObjectCount()
+
+
 def label_components(mask: np.ndarray, face_only: bool = False) -> tuple[np.ndarray, int]:
     """Connected components of a 3D boolean ``mask``, numbered 1..n in raster order (as
     ``scipy.ndimage.label``): 26-connected (Slicer's islands effect), or 6-connected with
     ``face_only``. ITK's filter runs multi-threaded: 1.4-2.2x faster than ndimage here."""
-    labelled = sitk.ConnectedComponent(_itk_mask(mask), not face_only)
-    return sitk.GetArrayFromImage(labelled), int(sitk.GetArrayViewFromImage(labelled).max(initial=0))
+    labelled, count = _components(mask, not face_only)
+    return sitk.GetArrayFromImage(labelled), count
 
 
 def keep_components(mask: np.ndarray, largest: int | None = None, min_voxels: int = 0) -> np.ndarray:
     """``mask`` without the components beyond the ``largest`` biggest (None: all) and without those
     under ``min_voxels`` (26-connected), from one labelling. Of equally large components, the
-    first in raster order counts as larger."""
+    first in raster order counts as larger. Returns ``mask`` itself where nothing is dropped."""
     if largest is None and min_voxels <= 1:
         return mask
-    components = sitk.ConnectedComponent(_itk_mask(mask), True)
-    # renumbered by decreasing size (ties keep their raster-order numbers' order), those under the
-    # minimum dropped: kept are then 1..largest. All in ITK, 1.3-3x faster than counting and
-    # looking up the labels in numpy on the ribs of a 512x512x600 CT
-    ranked = sitk.RelabelComponent(components, max(min_voxels, 0), True)
-    kept = sitk.BinaryThreshold(ranked, 1, largest if largest is not None else np.iinfo(np.uint32).max, 1, 0)
-    return sitk.GetArrayFromImage(kept).view(bool)
+    labelled, count = _components(mask, True)
+    if min_voxels <= 1 and count <= largest:
+        return mask
+    # sizes and the verdict are read at the mask's voxels only, not over its whole box: on a
+    # 512x512x600 CT 1.3-2x faster than ITK's relabelling by size and thresholding
+    numbers = sitk.GetArrayViewFromImage(labelled)[mask]
+    sizes = np.bincount(numbers, minlength=count + 1)
+    ranked = np.argsort(-sizes[1:], kind="stable")[:largest] + 1  # stable: ties in raster order
+    kept = np.zeros(count + 1, dtype=bool)
+    kept[ranked[sizes[ranked] >= min_voxels]] = True
+    if kept[1:].all():
+        return mask
+    cleaned = np.zeros_like(mask)
+    cleaned[mask] = kept[numbers]
+    return cleaned
 
 
 def keep_largest_components(mask: np.ndarray, count: int = 1) -> np.ndarray:
@@ -78,13 +93,26 @@ def keep_largest_components(mask: np.ndarray, count: int = 1) -> np.ndarray:
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill enclosed background, in one labelling pass (same result as scipy's
-    ``binary_fill_holes``, which dilates iteratively and is slow on large organs)."""
-    background, n = label_components(~mask, face_only=True)
-    enclosed = np.ones(n + 1, dtype=bool)
+    ``binary_fill_holes``, which dilates iteratively and is slow on large organs). Returns ``mask``
+    itself where it has no holes.
+
+    Only the mask's bounding box is labelled: background outside it reaches the array's border in
+    a straight line, so no hole lies there, and background on the box's faces touches such
+    background, so it is not in a hole either."""
+    box = nonzero_box(mask)
+    if box is None:
+        return mask
+    labelled, count = _components(~mask[box], False)
+    background = sitk.GetArrayViewFromImage(labelled)
+    enclosed = np.ones(count + 1, dtype=bool)
     enclosed[0] = False
     for face in (background[[0, -1]], background[:, [0, -1]], background[:, :, [0, -1]]):
         enclosed[face.ravel()] = False
-    return mask | enclosed[background]
+    if not enclosed.any():
+        return mask
+    filled = mask.copy()
+    filled[box] |= enclosed[background]
+    return filled
 
 
 def postprocess_label(labels: np.ndarray, value: int, spec: PostProcessing, spacing_kji: Sequence[float],
@@ -92,8 +120,6 @@ def postprocess_label(labels: np.ndarray, value: int, spec: PostProcessing, spac
     """Apply ``spec`` to label ``value`` of ``labels`` in place, within ``box`` (the label's bounding
     box). Voxels removed from the label become background; holes are filled only where the map is
     background, never over another label."""
-    # one voxel of margin, so that background around the label connects to the box's border
-    box = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, labels.shape))
     view = labels[box]
     mask = view == value
     voxel_volume_mm3 = float(np.prod(spacing_kji))
@@ -102,10 +128,12 @@ def postprocess_label(labels: np.ndarray, value: int, spec: PostProcessing, spac
     if spec.opening_mm > 0:
         cleaned = cut_thin_bridges(mask, spec.opening_mm, spacing_kji, spec.largest_components or None)
     cleaned = keep_components(cleaned, spec.largest_components or None, min_voxels)
-    view[mask & ~cleaned] = 0
+    if cleaned is not mask:  # the helpers hand back their input where they change nothing
+        view[mask & ~cleaned] = 0
     if spec.fill_holes:
-        filled = fill_holes(cleaned) & (view == 0)
-        view[filled] = value
+        filled = fill_holes(cleaned)
+        if filled is not cleaned:
+            view[filled & (view == 0)] = value
 
 
 def postprocess(labels: np.ndarray, specs: dict[int, PostProcessing], spacing_kji: Sequence[float]) -> np.ndarray:

@@ -37,6 +37,23 @@ def test_fill_holes_equals_scipys_on_random_masks():
         np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
 
 
+def test_fill_holes_equals_scipys_for_masks_that_fill_part_of_the_array():
+    from scipy import ndimage
+
+    from MedSegAILib.postprocessing import fill_holes
+
+    rng = np.random.default_rng(1)
+    for offset in [(0, 0, 0), (5, 2, 9), (10, 13, 14)]:  # the first and last touch the array's border
+        mask = np.zeros((20, 21, 22), bool)
+        shell = np.zeros((10, 8, 8), bool)
+        shell[1:-1, 1:-1, 1:-1] = True
+        shell[2:-2, 2:-2, 2:-2] = rng.random((6, 4, 4)) < 0.3  # a hollow block with bits inside
+        mask[tuple(slice(o, o + n) for o, n in zip(offset, shell.shape))] = shell
+        filled = fill_holes(mask)
+        np.testing.assert_array_equal(filled, ndimage.binary_fill_holes(mask))
+        assert filled.sum() > mask.sum()
+
+
 def test_island_size_uses_millilitres_of_the_grid():
     labels = np.zeros((10, 10, 10), np.uint8)
     labels[0:2, 0:2, 0:2] = 1  # 8 voxels
