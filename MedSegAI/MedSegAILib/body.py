@@ -85,16 +85,18 @@ def air_reaching_edge(air: np.ndarray) -> np.ndarray:
     return outside
 
 
-def keep_inside_body(labels: np.ndarray, image: np.ndarray, axis: int, thresholds: Mapping[int, float]) -> None:
+def keep_inside_body(labels: np.ndarray, image: np.ndarray, axis: int, thresholds: Mapping[int, float],
+                     boxes: Mapping[int, tuple[slice, ...] | None] | None = None) -> None:
     """Set to 0, in place, the voxels of each label value in ``thresholds`` that lie in air outside the
     body: below the label's threshold (HU) in ``image`` and connected, within their slice across
     ``axis``, to the slice's border. ``labels`` and ``image`` share one ``(k, j, i)`` grid.
 
     Only the slices through the labels' bounding boxes are looked at, a few at a time (no
-    whole-volume mask is made)."""
+    whole-volume mask is made). ``boxes``: boxes holding each label of ``thresholds`` (None: absent),
+    when the caller has them (:func:`.label_regions.label_boxes`)."""
     if labels.shape != image.shape:
         raise ValueError(f"labels {labels.shape} and image {image.shape} are not on one grid")
-    boxes = label_boxes(labels, thresholds)
+    boxes = boxes if boxes is not None else label_boxes(labels, thresholds)
     slab_labels = np.moveaxis(labels, axis, 0)  # views: assignments below write into ``labels``
     slab_image = np.moveaxis(image, axis, 0)
     for threshold in sorted(set(thresholds.values())):
@@ -105,6 +107,8 @@ def keep_inside_body(labels: np.ndarray, image: np.ndarray, axis: int, threshold
         stop = max(boxes[v][axis].stop for v in values)
         for first in range(start, stop, SLICES_PER_LABELLING):
             chunk = slab_labels[first:min(first + SLICES_PER_LABELLING, stop)]
-            restricted = np.isin(chunk, values)
+            restricted = chunk == values[0]  # a comparison per value: np.isin sorts
+            for value in values[1:]:
+                restricted |= chunk == value
             if restricted.any():
                 chunk[restricted & air_reaching_edge(slab_image[first:first + len(chunk)] < threshold)] = 0

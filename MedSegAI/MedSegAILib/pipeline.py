@@ -168,11 +168,13 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
         start, stop = roi
         full[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] = labels
         labels = full
+    # one pass for the boxes of both clean-ups: each only removes voxels or fills inside a label's box
+    kept_boxes = label_boxes(labels, [label.value for label in keep])
     inside_body = {label.value: label.postprocessing.inside_body_hu for label in keep
                    if label.postprocessing.inside_body_hu is not None}
     if inside_body:
-        keep_inside_body(labels, source.array, axial_axis(source.ijk_to_ras), inside_body)
-    postprocess(labels, {label.value: label.postprocessing for label in keep}, tuple(source.spacing[::-1]))
+        keep_inside_body(labels, source.array, axial_axis(source.ijk_to_ras), inside_body, kept_boxes)
+    postprocess(labels, {label.value: label.postprocessing for label in keep}, tuple(source.spacing[::-1]), kept_boxes)
     boxes = label_boxes(labels, [label.value for label in keep])  # one pass; np.unique sorts or hashes every voxel
     found = [label for label in keep if boxes[label.value] is not None]
     missing = [label for label in keep if boxes[label.value] is None]

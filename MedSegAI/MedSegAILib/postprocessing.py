@@ -136,14 +136,19 @@ def postprocess_label(labels: np.ndarray, value: int, spec: PostProcessing, spac
             view[filled & (view == 0)] = value
 
 
-def postprocess(labels: np.ndarray, specs: dict[int, PostProcessing], spacing_kji: Sequence[float]) -> np.ndarray:
-    """Clean each label of the ``(k, j, i)`` map ``labels`` by its spec, in place; ``spacing_kji`` in mm."""
+def postprocess(labels: np.ndarray, specs: dict[int, PostProcessing], spacing_kji: Sequence[float],
+                boxes: dict[int, tuple[slice, ...] | None] | None = None) -> np.ndarray:
+    """Clean each label of the ``(k, j, i)`` map ``labels`` by its spec, in place; ``spacing_kji`` in mm.
+    ``boxes``: boxes holding each label of ``specs`` (None: absent), when the caller has them."""
     active = {v: s for v, s in specs.items()
               if v >= 1 and (s.largest_components or s.min_island_ml > 0 or s.fill_holes or s.opening_mm > 0)}
     if not active:
         return labels
     # cleaning one label only shrinks it or fills inside its box, so boxes found up front stay valid
-    for value, box in label_boxes(labels, active).items():
+    if boxes is None:
+        boxes = label_boxes(labels, active)
+    for value in active:
+        box = boxes[value]
         if box is not None:
             postprocess_label(labels, value, active[value], spacing_kji, box)
     return labels
