@@ -52,6 +52,7 @@ from .recipe import (
     add_run_arguments,
     card_metrics,
     compact_networks,
+    compact_train_config,
     log_line,
     rebuild_command,
     refuses_to_overwrite,
@@ -69,7 +70,7 @@ from .synthesis import (
     synthesize,
     tissue_classes,
 )
-from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
+from .trainer import Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-mr-brain-extraction"
 BUNDLE_VERSION = "0.3.0"  # preliminary: 2400 iterations, opening before the largest component, ONNX graph
@@ -126,9 +127,7 @@ AUGMENTATION = AugmentationConfig(
     bias_field_probability=0.2, bias_field_strength=0.3,
     noise_probability=0.2, noise_std=0.05,
 )
-TRAIN_CONFIG = TrainConfig(iterations=DEFAULT_ITERATIONS, batch_size=2, patch_size=PATCH_SIZE, learning_rate=2e-3,
-                           weight_decay=1e-4, warmup_iterations=30, min_lr_ratio=0.02, foreground_fraction=0.5,
-                           seed=0, checkpoint_every=50, augmentation=AUGMENTATION)
+TRAIN_CONFIG = compact_train_config(DEFAULT_ITERATIONS, PATCH_SIZE, AUGMENTATION)
 
 DESCRIPTION = (
     "Brain extraction (skull stripping) on T1-weighted MRI with skull: one label, the brain (cerebrum, cerebellum "

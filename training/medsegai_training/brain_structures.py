@@ -54,11 +54,12 @@ from .augmentation import AugmentationConfig
 from .data import LabelMapping, case_from_volumes
 from .evaluation import dice
 from .export import DICOM_MASTER_CONTEXT, export_bundle, label_entry, with_provenance
-from .recipe import (NETWORK_TITLES, add_run_arguments, card_metrics, compact_networks, log_line, rebuild_command,
-                     refuses_to_overwrite, score_segmentation, t1_preprocessing, training_record, write_summary)
+from .recipe import (NETWORK_TITLES, add_run_arguments, card_metrics, compact_networks, compact_train_config, log_line,
+                     rebuild_command, refuses_to_overwrite, score_segmentation, t1_preprocessing, training_record,
+                     write_summary)
 from .reference_data import DEEPMRIPREP, DEFAULT_CACHE, MRICRON, NILEARN, fetch
 from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize, tissue_classes
-from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
+from .trainer import Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-mr-brain-structures"
 BUNDLE_VERSION = "1.3.0"  # 1.2.0: the largest component per side; 1.1.0: synthetic contrasts from atlas labels
@@ -135,9 +136,7 @@ AUGMENTATION = AugmentationConfig(
     low_resolution_probability=0.15, low_resolution_spacing_mm=(1.5, 3.0),
     noise_probability=0.3, noise_std=0.1,
 )
-TRAIN_CONFIG = TrainConfig(iterations=DEFAULT_ITERATIONS, batch_size=2, patch_size=PATCH_SIZE, learning_rate=2e-3,
-                           weight_decay=1e-4, warmup_iterations=30, min_lr_ratio=0.02, foreground_fraction=0.5,
-                           seed=0, checkpoint_every=50, augmentation=AUGMENTATION)
+TRAIN_CONFIG = compact_train_config(DEFAULT_ITERATIONS, PATCH_SIZE, AUGMENTATION)
 
 LICENSE_NOTES = (
     "NON-COMMERCIAL. Labels: Neuromorphometrics maximum-probability atlas as shipped in deepmriprep 0.3.0 "

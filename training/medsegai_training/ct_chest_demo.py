@@ -9,7 +9,7 @@ format are exercised end to end with a real network on a real CT. The card says 
 Run from the repository root (about 10-15 minutes on 2 CPU cores)::
 
     PYTHONPATH=training .venv/bin/python -m medsegai_training.ct_chest_demo \\
-        --out MedSegAI/Resources/Models/medsegai-ct-chest-demo-0.2.0 --overwrite
+        --out MedSegAI/Resources/Models/medsegai-ct-chest-demo-0.2.1 --overwrite
 
 ``--resume`` continues from the newest checkpoint in ``--work-dir`` (default
 ``.cache/training/ct-chest-demo``, ignored by git).
@@ -40,12 +40,13 @@ from .data import CaseSource, LabelMapping, LoadedCase, case_from_volumes, load_
 from .evaluation import evaluate_case
 from .export import (DICOM_MASTER_CONTEXT, GENERAL_ANATOMY_CONTEXT, export_bundle,
                      label_entry, sha256_file, with_provenance)
-from .recipe import (add_run_arguments, card_metrics, log_line, refuses_to_overwrite, score_segmentation,
-                     training_record, write_summary)
-from .trainer import TrainConfig, Trainer, run_and_report, with_overrides
+from .onnx_export import GRAPH_FILE
+from .recipe import (add_run_arguments, card_metrics, compact_train_config, log_line, refuses_to_overwrite,
+                     score_segmentation, training_record, write_summary)
+from .trainer import Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-ct-chest-demo"
-BUNDLE_VERSION = "0.2.0"  # 0.2.0: lungs only inside the body (inside_body_hu)
+BUNDLE_VERSION = "0.2.1"  # 0.2.0: lungs only inside the body (inside_body_hu); 0.2.1: ONNX Runtime on CPUs
 SLICERIO_VERSION = "1.4.0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORK_DIR = REPO_ROOT / ".cache" / "training" / "ct-chest-demo"
@@ -110,9 +111,7 @@ PREPROCESSING = {
     "interpolation": "linear",
     "normalization": {"type": "ct_window", "window": [-1000, 1000]},
 }
-TRAIN_CONFIG = TrainConfig(iterations=DEFAULT_ITERATIONS, batch_size=2, patch_size=PATCH_SIZE, learning_rate=2e-3,
-                           weight_decay=1e-4, warmup_iterations=30, min_lr_ratio=0.02, foreground_fraction=0.67,
-                           seed=0, checkpoint_every=50)
+TRAIN_CONFIG = compact_train_config(DEFAULT_ITERATIONS, PATCH_SIZE, foreground_fraction=0.67)
 
 DESCRIPTION = (
     "Smoke-scale demonstration model: segments the right lung, left lung, ribs and vertebral column on chest CT. "
@@ -172,7 +171,11 @@ def card_document(training: dict | None = None, metrics: list | None = None, tim
                                postprocessing=x.postprocessing) for x in LABELS],
         "network": NETWORKS[network],
         "preprocessing": PREPROCESSING,
-        "inference": {"patch_size": list(PATCH_SIZE), "overlap": 0.25, "blending": "gaussian", "sw_batch_size": 1},
+        # ONNX Runtime on CPUs: the medsegai CLI (how Slicer runs models) then never imports torch (1.8 s);
+        # end to end 0.3-1.2 s faster on a 256x256x120 CT and 2-3 s on 512x512x600, though PyTorch's
+        # forward alone is faster per window (bench/results/latest.md)
+        "inference": {"patch_size": list(PATCH_SIZE), "overlap": 0.25, "blending": "gaussian", "sw_batch_size": 1,
+                      "cpu_runtime": "onnxruntime"},
         "applicability": {"spacing_mm": [2.5, 10.5], "on_mismatch": "warn"},
         "license": {
             "name": "Apache-2.0",
@@ -180,7 +183,7 @@ def card_document(training: dict | None = None, metrics: list | None = None, tim
                       "from slicerio 1.4.0 (PyPI), MIT licence, Copyright (c) 2021 Andras Lasso; the data derive from "
                       "3D Slicer's CTChest sample data set. The model is a demo, not for clinical use."),
         },
-        "files": {"weights": "weights.safetensors"},
+        "files": {"weights": "weights.safetensors", "onnx_graph": GRAPH_FILE},
         # the training CT itself, from the installed slicerio package: a one-click sample in Slicer
         "sample_data": [{"name": "Chest CT (slicerio CTChest4)", "package": "slicerio", "path": "data/CTChest4.nrrd",
                          "sha256": CTCHEST4_SHA256}],

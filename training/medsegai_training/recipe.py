@@ -23,6 +23,7 @@ from MedSegAILib.bundle import Bundle
 from MedSegAILib.image import Volume
 from MedSegAILib.pipeline import SegmentationOptions, segment
 
+from .augmentation import AugmentationConfig
 from .export import bundle_size_bytes, hardware_summary, software_versions
 from .losses import LOSSES
 from .metrics import label_metrics
@@ -34,6 +35,17 @@ from .trainer import TrainConfig, TrainingResult
 # under the 20 MB weight limit and trainable on 2 CPU cores.
 NETWORK_TITLES = {"unet": "3D U-Net (MONAI DynUNet, 5 levels, 12-192 filters)",
                   "deeplabv3plus": "3D DeepLabv3+ (MedSegAI, output stride 8, ASPP rates 1/2/3)"}
+
+
+def compact_train_config(iterations: int, patch_size: Sequence[int], augmentation: AugmentationConfig | None = None,
+                         foreground_fraction: float = 0.5) -> TrainConfig:
+    """The optimisation the shipped recipes share, sized for compact networks on two CPU cores: batches
+    of 2, learning rate 2e-3 with weight decay 1e-4, 30 warm-up iterations, cosine decay to 2 %, a
+    checkpoint every 50 iterations, seed 0."""
+    return TrainConfig(iterations=iterations, batch_size=2, patch_size=tuple(patch_size), learning_rate=2e-3,
+                       weight_decay=1e-4, warmup_iterations=30, min_lr_ratio=0.02,
+                       foreground_fraction=foreground_fraction, seed=0, checkpoint_every=50,
+                       augmentation=augmentation or AugmentationConfig())
 
 
 def compact_networks(in_channels: int, out_channels: int) -> dict[str, dict]:
