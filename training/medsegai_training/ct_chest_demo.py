@@ -171,9 +171,12 @@ def card_document(training: dict | None = None, metrics: list | None = None, tim
                                postprocessing=x.postprocessing) for x in LABELS],
         "network": NETWORKS[network],
         "preprocessing": PREPROCESSING,
-        # ONNX Runtime on CPUs: the medsegai CLI (how Slicer runs models) then never imports torch (1.8 s);
-        # end to end 0.3-1.2 s faster on a 256x256x120 CT and 2-3 s on 512x512x600, though PyTorch's
-        # forward alone is faster per window (bench/results/latest.md)
+        # ONNX Runtime on CPUs: the medsegai CLI (how Slicer runs models) then never loads torch. End to end
+        # the two runtimes tie within these shared cores' noise (median of alternating CLI runs: ONNX Runtime
+        # 0.35 s ahead of 6-9 s on a 256x256x120 CT, 8 rounds; 0.5 s ahead of 22-27 s on 512x512x600, 5
+        # rounds; single rounds either way by up to 3 s), with 17 % less peak memory on the small CT (595
+        # against 719 MiB) and the same on the large; PyTorch's forward alone is faster per window
+        # (bench/results/latest.md)
         "inference": {"patch_size": list(PATCH_SIZE), "overlap": 0.25, "blending": "gaussian", "sw_batch_size": 1,
                       "cpu_runtime": "onnxruntime"},
         "applicability": {"spacing_mm": [2.5, 10.5], "on_mismatch": "warn"},
