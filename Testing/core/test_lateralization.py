@@ -165,3 +165,67 @@ def test_the_card_chooses_the_mirrored_component_rule(bundle_factory, mirrored):
     result = segment([vol], bundle_factory(**card))
     right = right_ball if mirrored else stray
     np.testing.assert_array_equal(result.labels.array, np.select([right, left_ball], [1, 2], 0))
+
+
+def pair_with_mirrored_false_positives(geometry: str):
+    """A true pair (balls of 5 mm, 11 mm either side of the midline) and a pair of false positives
+    that mirror each other as well, each 2.7 times a true ball, 22 mm either side and 16 mm
+    anterior: mirroring alone keeps the false pair (the MNI-template thalamus failure)."""
+    shape = (48, 56, 64)
+    vol = volume_on(geometry, shape)
+    ras = ras_of_voxels(vol)
+    centre = ras.reshape(-1, 3).mean(axis=0)
+    ball = lambda x, dy, r: np.linalg.norm(ras - [centre[0] + x, centre[1] + dy, centre[2]], axis=-1) < r  # noqa: E731
+    right_ball, left_ball = ball(11.0, 0.0, 5.0), ball(-11.0, 0.0, 5.0)
+    false_right, false_left = ball(22.0, 16.0, 7.0), ball(-22.0, 16.0, 7.0)
+    assert false_right.sum() > 2 * right_ball.sum()
+    labels = np.zeros(shape, np.uint8)
+    labels[right_ball | left_ball | false_right | false_left] = 1
+    return vol, labels, centre, (right_ball, left_ball, false_right, false_left)
+
+
+@pytest.mark.parametrize("geometry", ["ras_iso", "oblique", "permuted_sagittal"])
+def test_a_position_prior_keeps_the_true_pair_where_mirroring_alone_keeps_the_larger(geometry):
+    vol, labels, centre, (right_ball, left_ball, false_right, false_left) = pair_with_mirrored_false_positives(geometry)
+    midline = split_at_midline(labels, vol.ijk_to_ras, [(1, 2)])
+    mirrored_only = labels.copy()
+    keep_mirrored_components(mirrored_only, vol.ijk_to_ras, [(1, 2)], midline)
+    np.testing.assert_array_equal(mirrored_only, np.select([false_right, false_left], [1, 2], 0))
+    reference = centre + [0.0, -3.0, 2.0]  # the prior's reference point need not be the structures' centre
+    prior = {1: ([11.0, 3.0, -2.0], 5.0), 2: ([-11.0, 3.0, -2.0], 5.0)}
+    keep_mirrored_components(labels, vol.ijk_to_ras, [(1, 2)], midline, prior, reference)
+    np.testing.assert_array_equal(labels, np.select([right_ball, left_ball], [1, 2], 0))
+
+
+def test_position_weights_fall_with_the_squared_distance_in_radii():
+    from MedSegAILib.lateralization import position_weights
+
+    weights = position_weights(np.array([[10.0, 0, 0], [10.0, 10.0, 0], [10.0, 0, 30.0]]), [10.0, 0, 0], 10.0)
+    np.testing.assert_allclose(weights, [1.0, 0.5, 0.1])
+
+
+def test_the_card_position_prior_reaches_the_pipeline(bundle_factory):
+    vol, labels, _, (right_ball, left_ball, _, _) = pair_with_mirrored_false_positives("oblique")
+    vol.array[:] = np.where(labels > 0, 100, -1000)
+    brain = (vol.ijk_to_ras @ np.r_[np.argwhere(vol.array != 0).mean(axis=0)[::-1], 1.0])[:3]  # every voxel
+    right_centre = ras_of_voxels(vol)[right_ball].mean(axis=0)
+    left_centre = ras_of_voxels(vol)[left_ball].mean(axis=0)
+    card = lateral_card()
+    card["lateralization"].update(mirrored_component=True, position_prior={
+        "1": {"offset_mm": (right_centre - brain).tolist(), "radius_mm": 5.0},
+        "2": {"offset_mm": (left_centre - brain).tolist(), "radius_mm": 5.0}})
+    result = segment([vol], bundle_factory(**card))
+    np.testing.assert_array_equal(result.labels.array, np.select([right_ball, left_ball], [1, 2], 0))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"mirrored_component": False}, "position_prior weights the mirrored-component choice"),
+    ({"position_prior": {"3": {"offset_mm": [0, 0, 0], "radius_mm": 5.0}}}, "names '3', not a label value of a"),
+])
+def test_position_priors_are_checked(change, message):
+    card = lateral_card()
+    card["lateralization"].update(mirrored_component=True,
+                                  position_prior={"1": {"offset_mm": [11.0, 0, 0], "radius_mm": 5.0}})
+    card["lateralization"].update(change)
+    with pytest.raises(BundleError, match=message):
+        parse_card(card, "test card")

@@ -48,6 +48,7 @@ import numpy as np
 from MedSegAILib.bundle import parse_card
 from MedSegAILib.bundle.catalog import default_user_models_dir
 from MedSegAILib.image import Volume, read_volume, resample
+from MedSegAILib.label_regions import centroid_index
 from MedSegAILib.process_hygiene import physical_cores
 
 from .augmentation import AugmentationConfig
@@ -62,7 +63,7 @@ from .synthesis import SynthesisConfig, sample_synthesis_params, synthesize, tis
 from .trainer import Trainer, run_and_report, with_overrides
 
 BUNDLE_ID = "medsegai-mr-brain-structures"
-BUNDLE_VERSION = "1.3.0"  # 1.2.0: the largest component per side; 1.1.0: synthetic contrasts from atlas labels
+BUNDLE_VERSION = "1.4.0"  # 1.3.0: no position prior; 1.2.0: largest component per side; 1.1.0: atlas-label synthesis
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORK_ROOT = REPO_ROOT / ".cache" / "training" / "brain-structures"
 DEFAULT_ITERATIONS = 600
@@ -147,7 +148,8 @@ LICENSE_NOTES = (
 
 
 def card_document(network: str, training: dict | None = None, metrics: list | None = None,
-                  timings: dict | None = None) -> dict:
+                  timings: dict | None = None, prior: dict | None = None) -> dict:
+    """The model card; ``prior``: the lateralization's ``position_prior`` (:func:`position_prior`)."""
     labels = [label_entry(value, f"{side} {s.name}", s.color, s.type_code, RIGHT if side == "right" else LEFT,
                           **({"context": s.context} if s.context else {}),
                           postprocessing={"largest_components": 1, "fill_holes": True})
@@ -175,7 +177,8 @@ def card_document(network: str, training: dict | None = None, metrics: list | No
         "inputs": [{"name": "T1 (skull-stripped)", "modality": "MR", "name_pattern": "t1|mprage|spgr|brain|bet",
                     "description": "skull-stripped T1-weighted MRI, background 0"}],
         "labels": labels,
-        "lateralization": {"pairs": lateral_pairs(), "mirrored_component": True},
+        "lateralization": {"pairs": lateral_pairs(), "mirrored_component": True,
+                           **({"position_prior": prior} if prior else {})},
         "network": NETWORKS[network],
         "preprocessing": PREPROCESSING,
         "inference": {"patch_size": list(PATCH_SIZE), "overlap": 0.25, "blending": "gaussian", "sw_batch_size": 1},
@@ -224,6 +227,26 @@ def synthetic_images(template: Volume, atlas: Volume, count: int, seed: int,
         image = synthesize(sample_synthesis_params(rng, config, values), classes, spacing_kji)
         images.append(template.with_array(np.where(inside, image, 0).astype(np.float32)))
     return images
+
+
+def position_prior(template: Volume, atlas: Volume) -> dict:
+    """Where each structure lies on the training image: its centroid's RAS offset (mm) from the centroid
+    of the template's brain (its nonzero voxels, as a skull-stripped input's), and the radius of a
+    sphere of its volume as the length scale (``lateralization.position_prior``; see
+    :mod:`MedSegAILib.lateralization`). From the training atlas only."""
+    def centroid_ras(mask: np.ndarray) -> np.ndarray:
+        return (template.ijk_to_ras @ np.r_[centroid_index(mask)[::-1], 1.0])[:3]
+
+    brain = centroid_ras(template.array != 0)
+    values = atlas_mapping("neuromorphometrics").apply(atlas.array)
+    voxel_mm3 = float(np.prod(template.spacing))
+    prior = {}
+    for value, _, _ in model_values():
+        mask = values == value
+        radius = (3.0 * mask.sum() * voxel_mm3 / (4.0 * np.pi)) ** (1.0 / 3.0)
+        prior[str(value)] = {"offset_mm": [round(float(x), 1) for x in centroid_ras(mask) - brain],
+                             "radius_mm": round(float(radius), 1)}
+    return prior
 
 
 def training_atlas(template: Volume, atlas_path: Path, template_brain: np.ndarray) -> Volume:
@@ -307,9 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     mapping = training_mapping()
     log("training labels: " + ", ".join(f"{names[src]} -> {dst}" for src, dst in sorted(mapping.source_to_model.items())))
 
-    card = parse_card(card_document(args.network), "brain structures card")
     template = read_volume(mni["mni152_t1"])
     atlas = training_atlas(template, atlas_files["neuromorphometrics"], template.array > 0)
+    prior = position_prior(template, atlas)
+    card = parse_card(card_document(args.network, prior=prior), "brain structures card")
     real = case_from_volumes("mni152", [template], atlas, mapping, card.preprocessing)
     synthetic = [case_from_volumes(f"mni152-synthetic-{i}", [image], atlas, mapping, card.preprocessing)
                  for i, image in enumerate(synthetic_images(template, atlas, args.synthetic_images, args.seed,
@@ -329,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     if result is None:
         return 2
 
-    candidate = export_bundle(work_dir / "candidate-bundle", card_document(args.network), result.network,
+    candidate = export_bundle(work_dir / "candidate-bundle", card_document(args.network, prior=prior), result.network,
                               overwrite=True)
     colin_brain, aal_reference = colin27_reference(colin)
     baseline = atlas_placement_dice(atlas_files["neuromorphometrics"], colin_brain, aal_reference)
@@ -364,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             "protocol, not the training atlas's")
     metrics = card_metrics(test, "aal", "Colin27 (ch2bet) vs AAL", note)
     timings = {f"cpu_{args.threads or physical_cores()}core_1mm_brain_s": test.seconds}
-    final = export_bundle(out, card_document(args.network, training, metrics, timings), result.network,
+    final = export_bundle(out, card_document(args.network, training, metrics, timings, prior), result.network,
                           overwrite=args.overwrite)
     task = (f"brain structures {BUNDLE_VERSION} ({TARGET_SPACING[0]:g} mm, {PATCH_SIZE[0]}^3, {result.iterations} it"
             f"{synthesis_note(args.synthesis, args.synthetic_images)}"

@@ -156,6 +156,8 @@ class ModelCard:
     raw: dict
     lateral_pairs: tuple[tuple[int, int], ...] = ()  # (right, left) values split at the midline
     lateral_mirrored_component: bool = False  # each side keeps its component that mirrors onto the other
+    # label value -> (expected RAS offset from the input's nonzero centroid, length scale), both mm
+    lateral_position_prior: dict[int, tuple[tuple[float, float, float], float]] = field(default_factory=dict)
     onnx_graph_file: str | None = None  # the network as ONNX, weights in weights_file (see onnx_inference)
 
     @property
@@ -269,6 +271,7 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
     lateralization = d.get("lateralization", {})
     pairs = tuple((int(r), int(left)) for r, left in lateralization.get("pairs", []))
     _check_lateral_pairs(pairs, labels, source)
+    position_prior = _lateral_position_prior(lateralization, pairs, source)
     p = d["preprocessing"]
     default = _normalization(p["normalization"], "preprocessing/normalization", source)
     per_input = tuple(_normalization(i["normalization"], f"inputs/{k}/normalization", source)
@@ -308,6 +311,7 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
         raw=document,
         lateral_pairs=pairs,
         lateral_mirrored_component=bool(lateralization.get("mirrored_component", False)),
+        lateral_position_prior=position_prior,
     )
 
 
@@ -332,6 +336,24 @@ def _check_lateral_pairs(pairs: tuple[tuple[int, int], ...], labels: list[Label]
             if modifier is not None and modifier.value in SIDE_CODES.values() and modifier.value != SIDE_CODES[side]:
                 raise BundleError(f"{source}: lateralization pair {list(pair)}: label {by_value[value].name!r} is not "
                                   f"a {side} structure by its terminology", "give each pair as [right, left]")
+
+
+def _lateral_position_prior(lateralization: dict, pairs: tuple[tuple[int, int], ...],
+                            source: str) -> dict[int, tuple[tuple[float, float, float], float]]:
+    """``lateralization.position_prior`` by label value; it weights the mirrored-component choice,
+    so it needs that rule and names only paired labels."""
+    prior = lateralization.get("position_prior", {})
+    if prior and not lateralization.get("mirrored_component", False):
+        raise BundleError(f"{source}: lateralization.position_prior weights the mirrored-component choice, which is "
+                          "off", "set lateralization.mirrored_component to true, or drop position_prior")
+    paired = {value for pair in pairs for value in pair}
+    parsed = {}
+    for key, entry in prior.items():
+        if not key.isdigit() or int(key) not in paired:
+            raise BundleError(f"{source}: lateralization.position_prior names {key!r}, not a label value of a "
+                              "lateralization pair", "key the prior by the paired labels' values")
+        parsed[int(key)] = (tuple(float(x) for x in entry["offset_mm"]), float(entry["radius_mm"]))
+    return parsed
 
 
 def load_card_text(text: str, source: str) -> ModelCard:
