@@ -35,13 +35,13 @@ above, outgrew it while the left thalamus was found at 0.81.
 
 Mirroring cannot reject false positives that mirror each other. On the symmetric MNI template, its own
 training image, the brain-structure models of two seeds out of three found both thalami (16,000 voxels
-of the true thalami labelled thalamus) and still scored 0.00 there: a pair of 27-45 mL "thalamus" blobs
-60 mm away, in the frontal base, mirrored as well and was larger. A card's ``position_prior`` gives
+of the true thalami labelled thalamus) and still scored 0.00 there: a pair of 11-19 mL "thalamus" blobs
+about 80 mm away, low in the frontal lobe, mirrored as well and was larger. A card's ``position_prior`` gives
 each paired label the offset of its centroid from the brain's centroid (the first input's nonzero
 voxels) and a length scale, both from the training atlas; a component's mirrored overlap and size are
 then weighted by ``1 / (1 + (d / radius) ** 2)``, ``d`` the distance of its centroid from the
-expected position. A blob 60 mm away with a 14 mm scale counts 5 %, the true structure a few
-millimetres off almost fully.
+expected position. A blob 80 mm away with the thalamus's 14 mm scale counts 3 %, the true structure a
+few millimetres off almost fully.
 """
 
 from __future__ import annotations

@@ -18,6 +18,11 @@ Data (all from package registries, see :mod:`.reference_data`):
   the Neuromorphometrics protocol draw the boundaries differently, so Dice has a ceiling well
   below 1.
 
+1.4.0 adds a position prior to that rule (``lateralization.position_prior``, from the training atlas:
+each structure's offset from the brain's centroid and the radius of a sphere of its volume). It was
+decided on the training image, not on Colin27: two seeds out of three found both thalami there and
+lost them to a larger pair of mirrored false positives about 80 mm away.
+
 Sides: the network predicts one class per structure (left and right together) and the pipeline
 splits each at the mid-sagittal plane (the card's ``lateralization``; see
 :mod:`MedSegAILib.lateralization`). Predicting the side too, the 600-iteration DeepLabv3+ found
@@ -384,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     training = training_record(data, command, config, result, args.threads, args.note)
     note = ("held-out real subject, never trained on; as the only labelled real subject it also decided between "
             "tissue-class and atlas-label synthesis (recipe 1.2.0), and its right-thalamus failure led to keeping the "
-            "component that mirrors onto the other side (1.3.0; no parameter fitted); reference labels follow the AAL "
-            "protocol, not the training atlas's")
+            "component that mirrors onto the other side (1.3.0; no parameter fitted); the position prior (1.4.0) was "
+            "decided on the training image; reference labels follow the AAL protocol, not the training atlas's")
     metrics = card_metrics(test, "aal", "Colin27 (ch2bet) vs AAL", note)
     timings = {f"cpu_{args.threads or physical_cores()}core_1mm_brain_s": test.seconds}
     final = export_bundle(out, card_document(args.network, training, metrics, timings, prior), result.network,
