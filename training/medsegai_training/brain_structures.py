@@ -172,9 +172,10 @@ def card_document(network: str, training: dict | None = None, metrics: list | No
         "limitations": ("Trained on ONE image (an average template) with atlas labels fused from other subjects; the "
                         "evaluation is one real subject (Colin27) whose labels follow another protocol (AAL). Sides come from "
                         "the mid-sagittal plane: a head turned far from the scanner's axes can get structures near the "
-                        "midline on the wrong side. Training seeds differ widely (mean Dice on Colin27 0.62 and 0.45 for "
-                        "seeds 0 and 1 after 1500 iterations; 0.58 and 0.31 after 600): check every structure of a "
-                        "rebuilt model. Expect "
+                        "midline on the wrong side. Training seeds differ widely (mean Dice on Colin27 0.62, 0.45 and 0.56 for "
+                        "seeds 0-2 after 1500 iterations; 0.42-0.58 for seeds 0-3 after 600): check every structure of "
+                        "a rebuilt model. The position prior expects a head roughly aligned with the scanner's axes. "
+                        "Expect "
                         "boundary disagreement with any manual protocol, failures on atrophic, lesioned or paediatric "
                         "brains, and on images with skull (strip it first)."),
         "authors": ["MedSegAI contributors"],
