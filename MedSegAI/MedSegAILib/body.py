@@ -74,8 +74,9 @@ def air_reaching_edge(air: np.ndarray) -> np.ndarray:
     if box is None:
         return outside
     in_box = (slice(None),) + box
-    separated = np.zeros((2 * len(air) - 1,) + air[in_box].shape[1:], dtype=np.uint8)
-    separated[::2] = air[in_box]
+    cropped = air[in_box]
+    separated = np.zeros((2 * len(air) - 1,) + cropped.shape[1:], dtype=np.uint8)
+    separated[::2] = cropped
     components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(separated), False))[::2]
     touching = np.zeros(int(components.max(initial=0)) + 1, dtype=bool)
     for edge in (components[:, 0], components[:, -1], components[:, :, 0], components[:, :, -1]):

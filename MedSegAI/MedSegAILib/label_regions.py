@@ -71,3 +71,10 @@ def centroid_index(mask: np.ndarray) -> np.ndarray:
     profiles = (per_kj.sum(axis=1), per_kj.sum(axis=0), counts.sum(axis=(0, 1), dtype=np.int64))
     total = profiles[0].sum()
     return np.array([np.dot(np.arange(p.size), p) / total for p in profiles])
+
+
+def centroid_ras(mask: np.ndarray, ijk_to_ras: np.ndarray, origin_kji: tuple[int, ...] = (0, 0, 0)) -> np.ndarray:
+    """RAS centre (mm) of the true voxels of ``mask``, a ``(k, j, i)`` box whose first voxel is
+    ``origin_kji`` on the grid of ``ijk_to_ras``."""
+    kji = centroid_index(mask) + np.asarray(origin_kji)
+    return (np.asarray(ijk_to_ras, dtype=float) @ np.r_[kji[::-1], 1.0])[:3]

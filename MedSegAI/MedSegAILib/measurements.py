@@ -15,7 +15,7 @@ from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
 
 from .fileio import write_text_atomic
-from .label_regions import centroid_index, label_boxes, whole_box
+from .label_regions import centroid_ras, label_boxes, whole_box
 from .surfaces import SurfaceParameters, label_surface, surface_area_volume, surface_points
 
 PERCENTILES = (5, 25, 75, 95)
@@ -85,8 +85,7 @@ def measure_segment(labels: np.ndarray, ijk_to_ras: np.ndarray, value: int, name
     area, surface_volume = surface_area_volume(poly)
     points = surface_points(poly)
     if count:
-        kji = centroid_index(mask) + [r.start for r in region]
-        centroid = (np.asarray(ijk_to_ras) @ np.r_[kji[::-1], 1.0])[:3]
+        centroid = centroid_ras(mask, ijk_to_ras, tuple(r.start for r in region))
         bounds_min, bounds_max = points.min(axis=0), points.max(axis=0)
     else:
         centroid = bounds_min = bounds_max = np.full(3, np.nan)

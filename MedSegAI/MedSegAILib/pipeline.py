@@ -16,7 +16,7 @@ from .bundle import Bundle, Label, ModelCard
 from .errors import EmptyResultError, InputImageError, ResourceError
 from .geometry import crop_grid, ras_box_to_ijk_slices, voxel_centres_in_ras_box
 from .image import Volume
-from .label_regions import centroid_index, label_boxes
+from .label_regions import centroid_ras, label_boxes
 from .lateralization import keep_mirrored_components, split_at_midline
 from .postprocessing import postprocess
 from .preprocessing import prepare_case
@@ -157,8 +157,7 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
         midline_x = split_at_midline(labels, work_inputs[0].ijk_to_ras, card.lateral_pairs)
         if card.lateral_mirrored_component and midline_x is not None:
             # the prior's reference: the centroid of the whole input's nonzero voxels, whatever the ROI
-            reference = (source.ijk_to_ras @ np.r_[centroid_index(source.array != 0)[::-1], 1.0])[:3] \
-                if card.lateral_position_prior else None
+            reference = centroid_ras(source.array != 0, source.ijk_to_ras) if card.lateral_position_prior else None
             keep_mirrored_components(labels, work_inputs[0].ijk_to_ras, card.lateral_pairs, midline_x,
                                      card.lateral_position_prior, reference)
     dropped = [label.value for label in card.labels if label not in keep]

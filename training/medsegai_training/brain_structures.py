@@ -53,7 +53,7 @@ import numpy as np
 from MedSegAILib.bundle import parse_card
 from MedSegAILib.bundle.catalog import default_user_models_dir
 from MedSegAILib.image import Volume, read_volume, resample
-from MedSegAILib.label_regions import centroid_index
+from MedSegAILib.label_regions import centroid_ras
 from MedSegAILib.process_hygiene import physical_cores
 
 from .augmentation import AugmentationConfig
@@ -240,17 +240,15 @@ def position_prior(template: Volume, atlas: Volume) -> dict:
     of the template's brain (its nonzero voxels, as a skull-stripped input's), and the radius of a
     sphere of its volume as the length scale (``lateralization.position_prior``; see
     :mod:`MedSegAILib.lateralization`). From the training atlas only."""
-    def centroid_ras(mask: np.ndarray) -> np.ndarray:
-        return (template.ijk_to_ras @ np.r_[centroid_index(mask)[::-1], 1.0])[:3]
-
-    brain = centroid_ras(template.array != 0)
+    brain = centroid_ras(template.array != 0, template.ijk_to_ras)
     values = atlas_mapping("neuromorphometrics").apply(atlas.array)
     voxel_mm3 = float(np.prod(template.spacing))
     prior = {}
     for value, _, _ in model_values():
         mask = values == value
         radius = (3.0 * mask.sum() * voxel_mm3 / (4.0 * np.pi)) ** (1.0 / 3.0)
-        prior[str(value)] = {"offset_mm": [round(float(x), 1) for x in centroid_ras(mask) - brain],
+        offset = centroid_ras(mask, template.ijk_to_ras) - brain
+        prior[str(value)] = {"offset_mm": [round(float(x), 1) for x in offset],
                              "radius_mm": round(float(radius), 1)}
     return prior
 
