@@ -115,6 +115,7 @@ class InferenceEngine(WindowedEngine):
 
         return sliding_window_inference(x, self.settings.patch_size, progress.wrap(logits),
                                         overlap=self.settings.overlap, blending=self.settings.blending,
+                                        padding=self.settings.padding,
                                         batch_size=self.settings.sw_batch_size, device=self.device,
                                         stitch_device=self.stitch_device or self.device)
 

@@ -88,6 +88,7 @@ class OnnxEngine(WindowedEngine):
 
         return sliding_window_inference(np.ascontiguousarray(x), self.settings.patch_size, progress.wrap(logits),
                                         overlap=self.settings.overlap, blending=self.settings.blending,
+                                        padding=self.settings.padding,
                                         batch_size=self.settings.sw_batch_size)
 
     def _flip(self, x: np.ndarray, dims: list[int]) -> np.ndarray:

@@ -26,6 +26,10 @@ def test_valid_card_parses_into_typed_fields():
     assert label.terminology.modifier.value == "24028007"
     assert label.postprocessing.largest_components == 1 and label.postprocessing.fill_holes
     assert label.color_float == pytest.approx((197 / 255, 165 / 255, 145 / 255))
+    assert card.inference.padding == "constant"  # MONAI's default when the card says nothing
+    document = make_card()
+    document["inference"]["padding"] = "replicate"
+    assert parse_card(document).inference.padding == "replicate"
 
 
 @pytest.mark.parametrize("mutation, where", [
@@ -36,6 +40,7 @@ def test_valid_card_parses_into_typed_fields():
     (lambda c: c["files"].update(weights="weights.pt"), "files/weights"),
     (lambda c: c["preprocessing"].update(normalization={"type": "ct_window"}), "preprocessing/normalization"),
     (lambda c: c.update(unexpected=1), "(top level)"),
+    (lambda c: c["inference"].update(padding="reflect"), "inference/padding"),
 ])
 def test_schema_violations_name_the_field(mutation, where):
     card = make_card()

@@ -169,6 +169,25 @@ def test_flip_tta_gives_the_same_probabilities_on_both_runtimes(brain_bundle):
     np.testing.assert_allclose(ort, torch_engine.predict(image), atol=1e-4)
 
 
+def test_replicate_padding_reaches_both_runtimes_alike(brain_bundle):
+    """An image smaller than the patch, padded by repeating its border: both runtimes agree, and
+    their result is not the zero-padded one."""
+    import torch
+
+    from MedSegAILib.inference import InferenceEngine
+
+    image = np.random.default_rng(2).standard_normal((1, 30, 50, 21), dtype=np.float32)
+    results = {}
+    for padding in ("constant", "replicate"):
+        settings = replace(brain_bundle.card.inference, padding=padding)
+        session = open_session(brain_bundle, brain_bundle.card, threads=1)
+        ort = OnnxEngine(session, settings, use_tta=False).predict(image)
+        results[padding] = InferenceEngine(brain_bundle.build_network(), settings, torch.device("cpu"),
+                                           threads=1).predict(image)
+        np.testing.assert_allclose(ort, results[padding], atol=1e-3)  # float32 through instance norms
+    assert np.abs(results["replicate"] - results["constant"]).max() > 0.01
+
+
 def test_without_a_usable_onnxruntime_auto_falls_back_to_torch(brain_bundle, monkeypatch):
     """An onnxruntime too old to take weights from memory (or none) counts as not installed:
     ``auto`` runs PyTorch, an explicit ``onnxruntime`` says what to install."""

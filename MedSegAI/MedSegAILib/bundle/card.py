@@ -116,6 +116,7 @@ class InferenceSettings:
     patch_size: tuple[int, int, int]
     overlap: float = 0.25
     blending: str = "gaussian"
+    padding: str = "constant"  # sides shorter than the patch: zeros, or "replicate" the border
     tta_flips: tuple[tuple[int, ...], ...] = ()
     sw_batch_size: int = 1
     cpu_runtime: str = "torch"  # the faster runtime on a CPU, as measured for this network
@@ -296,7 +297,8 @@ def parse_card(document: dict, source: str = "model card") -> ModelCard:
         ),
         inference=InferenceSettings(
             patch_size=tuple(inf["patch_size"]), overlap=inf.get("overlap", 0.25),
-            blending=inf.get("blending", "gaussian"), tta_flips=tuple(tuple(f) for f in inf.get("tta_flips", [])),
+            blending=inf.get("blending", "gaussian"), padding=inf.get("padding", "constant"),
+            tta_flips=tuple(tuple(f) for f in inf.get("tta_flips", [])),
             sw_batch_size=inf.get("sw_batch_size", 1), cpu_runtime=inf.get("cpu_runtime", "torch"),
         ),
         license_name=lic["name"], commercial_use=lic.get("commercial_use"),
