@@ -97,6 +97,7 @@ class MedSegAIParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
     roi: vtkMRMLMarkupsROINode
     fast: bool = False
+    tta: bool = False
     createSurface: bool = True
     smoothing: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     model: str = ""
@@ -219,6 +220,7 @@ class MedSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for label in card.labels:
             self.ui.labelsSelector.addItem(label.name)
         self.ui.fastCheckBox.setEnabled("fast" in card.variants)
+        self.ui.ttaCheckBox.setEnabled(bool(card.inference.tta_flips))
         self.updateApplyState()
 
     def onDeviceChanged(self, *_args):
@@ -255,7 +257,7 @@ class MedSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
             self._job = self.logic.segment(
                 self.inputVolumes(), p.model, p.outputSegmentation, blocking=False, eventCallback=self.onEvent,
-                device=p.device, roi=p.roi, labels=checked, fast=p.fast, smoothing=p.smoothing,
+                device=p.device, roi=p.roi, labels=checked, fast=p.fast, tta=p.tta, smoothing=p.smoothing,
                 createSurface=p.createSurface)
             self.ui.logText.clear()
             self.ui.progressBar.setVisible(True)
@@ -418,7 +420,8 @@ class MedSegAILogic(ScriptedLoadableModuleLogic):
         return ensure_dependencies(ask=not slicer.app.testingEnabled())
 
     def segment(self, inputVolumes, model, outputSegmentation=None, blocking=True, eventCallback=None,
-                device="auto", roi=None, labels=(), fast=False, smoothing=0.5, createSurface=True, measurements=True):
+                device="auto", roi=None, labels=(), fast=False, tta=False, smoothing=0.5, createSurface=True,
+                measurements=True):
         """Segment ``inputVolumes`` (one per model input) with ``model`` (id or bundle path).
 
         Blocking: returns the finished job (``job.segmentation_node``, ``job.table_node``) or raises.
@@ -426,8 +429,8 @@ class MedSegAILogic(ScriptedLoadableModuleLogic):
         """
         from MedSegAISlicerLib.logic import RunOptions, SegmentationJob
 
-        options = RunOptions(device=device, roi_node=roi, labels=tuple(labels), fast=fast, smoothing=smoothing,
-                             create_surface=createSurface, measurements=measurements)
+        options = RunOptions(device=device, roi_node=roi, labels=tuple(labels), fast=fast, tta=tta,
+                             smoothing=smoothing, create_surface=createSurface, measurements=measurements)
         job = SegmentationJob(list(inputVolumes), model, outputSegmentation, options, on_event=eventCallback,
                               models_dir=str(self.userModelsFolder()))
         if blocking:
@@ -512,6 +515,11 @@ class MedSegAITest(ScriptedLoadableModuleTest):
         widget = slicer.modules.MedSegAIWidget
         self.assertTrue(widget.ui.applyButton is not None)
         self.assertGreaterEqual(widget.ui.deviceSelector.count, 3)
+        # the test-time augmentation option is offered exactly for models whose card has flips
+        for index in range(widget.ui.modelSelector.count):
+            widget.ui.modelSelector.setCurrentIndex(index)
+            entry = widget.currentEntry()
+            self.assertEqual(widget.ui.ttaCheckBox.enabled, bool(entry.card.inference.tta_flips), entry.card.id)
 
     def test_end_to_end_with_tiny_model(self):
         import tempfile

@@ -34,6 +34,7 @@ class RunOptions:
     roi_node: object = None  # vtkMRMLMarkupsROINode
     labels: tuple[str, ...] = ()
     fast: bool = False
+    tta: bool = False
     smoothing: float = 0.5
     create_surface: bool = True
     measurements: bool = True
@@ -77,7 +78,7 @@ class SegmentationJob:
             request = SegmentRequest(
                 inputs, self.model, str(self._workdir / "out"), device=self.options.device,
                 roi_ras=roi_bounds_ras(self.options.roi_node) if self.options.roi_node is not None else None,
-                labels=self.options.labels, fast=self.options.fast, models_dir=self.models_dir,
+                labels=self.options.labels, fast=self.options.fast, tta=self.options.tta, models_dir=self.models_dir,
                 # without a table the child skips surfaces, measurements and the VTK import
                 extra_outputs=("--nifti",) if self.options.measurements else ("--nifti", "--no-measurements"))
             env = request.environment(os.environ)

@@ -177,6 +177,7 @@ class SegmentRequest:
     roi_ras: tuple[Sequence[float], Sequence[float]] | None = None
     labels: Sequence[str] = ()
     fast: bool = False
+    tta: bool = False  # the card's flip test-time augmentation
     models_dir: str | None = None
     extra_outputs: Sequence[str] = ("--nifti",)
 
@@ -192,6 +193,8 @@ class SegmentRequest:
             cmd += ["--labels", ",".join(self.labels)]
         if self.fast:
             cmd.append("--fast")
+        if self.tta:
+            cmd.append("--tta")
         return cmd + list(self.extra_outputs)
 
     def environment(self, base: dict) -> dict:

@@ -29,10 +29,10 @@ def request_files(tmp_path):
 
 def test_segment_request_builds_the_cli_command():
     req = SegmentRequest(["a.nrrd"], "m", "out", device="cpu", roi_ras=((1, 2, 3), (4.5, 5, 6)), labels=["A", "B"],
-                         fast=True)
+                         fast=True, tta=True)
     assert req.command("py") == ["py", "-m", "MedSegAILib", "--progress", "json", "segment", "a.nrrd", "--model", "m",
                                  "--output", "out", "--device", "cpu", "--roi=1,2,3,4.5,5,6", "--labels", "A,B",
-                                 "--fast", "--nifti"]
+                                 "--fast", "--tta", "--nifti"]
     assert req.environment({"A": "1"}) == malloc_environment({"A": "1", "CUDA_VISIBLE_DEVICES": "-1"})
     assert "CUDA_VISIBLE_DEVICES" not in SegmentRequest(["a"], "m", "o").environment({})
 

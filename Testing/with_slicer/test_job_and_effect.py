@@ -143,3 +143,19 @@ def test_surgeon_view_and_surface_export(ct_node, bundle_factory, tmp_path):
     assert seg.GetSegmentation().GetConversionParameter("Smoothing factor") == "0.7"
     files = export_surfaces(seg, tmp_path / "stl")
     assert [f.suffix for f in files] == [".stl"] and files[0].stat().st_size > 1000
+
+
+def test_test_time_augmentation_reaches_the_child(ct_node, bundle_factory):
+    """The module's TTA option runs the card's mirrored pass too: the child counts twice the windows."""
+    node, _ = ct_node
+    inference = {"patch_size": [16, 16, 16], "overlap": 0.25, "tta_flips": [[0]]}
+    path = str(bundle_factory(inference=inference).path)
+    totals = {}
+    for tta in (False, True):
+        events = []
+        job = SegmentationJob([node], path, options=RunOptions(tta=tta, create_surface=False, measurements=False),
+                              on_event=events.append, python=sys.executable)
+        assert job.run() is JobState.COMPLETED
+        windows = [e["message"] for e in events if e.get("message", "").startswith("window ")]
+        totals[tta] = int(windows[-1].split("/")[1])
+    assert totals[True] == 2 * totals[False] > 0
