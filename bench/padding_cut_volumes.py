@@ -8,6 +8,9 @@ and are printed for reference.
 - Brain extraction (``--task brain``): slabs around the brain's centre from the two real heads, scored
   against the peers' consensus. Needs the peers' masks (``bash scripts/peers/setup_peers.sh``). Which
   head a model trained on is read from its card.
+- Brain structures (``--task structures --model BUNDLE``, the recipe-only model): slabs of the MNI152
+  template it trained on, scored against the atlas on it. Never Colin27, its evaluation image: the
+  padding is chosen on the training image.
 - Chest CT (``--task chest``): axial slabs and in-plane crops of slicerio's CTChest4, scored against its
   segmentation. The demo model trained on this very scan, so the scores are fit checks; the
   comparison between paddings is what counts.
@@ -45,6 +48,7 @@ BRAIN_CUTS = (("whole", None, None), ("SI 120", 0, 120), ("SI 96", 0, 96), ("SI 
 CHEST_CUTS = (("whole", (None, None, None)), ("12 slices", ((11, 23), None, None)),
               ("8 slices", ((13, 21), None, None)), ("in-plane 80x80", (None, (24, 104), (24, 104))),
               ("in-plane 64x64", (None, (32, 96), (32, 96))))
+STRUCTURE_CUTS = (("whole", None, None), ("SI 80", 0, 80), ("SI 60", 0, 60), ("AP 80", 1, 80), ("RL 80", 2, 80))
 CHEST_LABELS = {"right lung": 5, "left lung": 6, "ribs": 1}  # card name: value in CTChest4's segmentation
 
 
@@ -109,6 +113,30 @@ def brain_rows(models: list[str], options: SegmentationOptions) -> Iterator[str]
             yield f"| {bundle.card.id} {bundle.card.version} ({where}) | {key}, {role} | " + " | ".join(cells) + " |"
 
 
+def structure_rows(models: list[str], options: SegmentationOptions) -> Iterator[str]:
+    from medsegai_training import brain_structures as bs
+    from medsegai_training.reference_data import DEFAULT_CACHE, fetch
+
+    template = read_volume(fetch(bs.NILEARN, DEFAULT_CACHE)["mni152_t1"])
+    atlas = bs.training_atlas(template, fetch(bs.DEEPMRIPREP, DEFAULT_CACHE)["neuromorphometrics"], template.array > 0)
+    reference = bs.atlas_mapping("neuromorphometrics").apply(atlas.array)
+    yield "| model | cut | voxels (k, j, i) | mean Dice | structures at 0.00 |"
+    yield "|---|---|---|---|---|"
+    for model in models:
+        bundle, where = open_model(model)
+        for name, axis, millimetres in STRUCTURE_CUTS:
+            ranges = [None] * 3 if axis is None else around(reference > 0, axis, millimetres, template.spacing[::-1])
+            image, truth = cut(template, reference, ranges)
+            cells = []
+            for padding in PADDINGS:
+                labels = segment([image], with_padding(bundle, padding), options).labels.array
+                scores = [dice(labels == label.value, truth == label.value) for label in bundle.card.labels
+                          if (truth == label.value).any()]
+                cells.append((float(np.mean(scores)), sum(s == 0 for s in scores)))
+            yield (f"| {bundle.card.id} {bundle.card.version} ({where}) | {name} | {image.array.shape} | "
+                   + " / ".join(f"{m:.3f}" for m, _ in cells) + " | " + " / ".join(str(z) for _, z in cells) + " |")
+
+
 def chest_rows(models: list[str], options: SegmentationOptions) -> Iterator[str]:
     import slicerio
 
@@ -130,15 +158,18 @@ def chest_rows(models: list[str], options: SegmentationOptions) -> Iterator[str]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=("brain", "chest", "all"), default="all")
+    parser.add_argument("--task", choices=("brain", "chest", "structures", "all"), default="all",
+                        help="all: brain and chest (structures needs --model)")
     parser.add_argument("--model", nargs="+", help="model ids or bundle paths (default: the shipped model of the task)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     options = SegmentationOptions(device="cpu", threads=args.threads, allow_empty=True)
     tasks = {"brain": (brain_rows, "medsegai-mr-brain-extraction", "brain extraction, Dice vs the peers' consensus"),
-             "chest": (chest_rows, "medsegai-ct-chest-demo", "chest CT demo, Dice vs CTChest4's segmentation")}
+             "chest": (chest_rows, "medsegai-ct-chest-demo", "chest CT demo, Dice vs CTChest4's segmentation"),
+             "structures": (structure_rows, "medsegai-mr-brain-structures",
+                            "brain structures on their training image, Dice vs the atlas")}
     for task, (rows, default_model, title) in tasks.items():
-        if args.task in (task, "all"):
+        if args.task == task or (args.task == "all" and task != "structures"):
             print(f"\n{title} within the cut, zero padding / repeated border\n")
             for row in rows(args.model or [default_model], options):
                 print(row, flush=True)
