@@ -54,13 +54,10 @@ CHEST_LABELS = {"right lung": 5, "left lung": 6, "ribs": 1}  # card name: value 
 
 def cut(volume: Volume, reference: np.ndarray, ranges) -> tuple[Volume, np.ndarray]:
     """``volume`` and ``reference`` cut to ``ranges`` (per array axis k, j, i: ``(first, stop)`` or None),
-    the IJK->RAS matrix moved so every kept voxel stays where it was."""
-    keep = tuple(slice(*r) if r else slice(None) for r in ranges)
-    ijk_to_ras = volume.ijk_to_ras.copy()
-    for axis, r in enumerate(ranges):
-        if r:
-            ijk_to_ras[:3, 3] += ijk_to_ras[:3, 2 - axis] * r[0]  # array axis 0 is the matrix's column 2 (k)
-    return Volume(np.ascontiguousarray(volume.array[keep]), ijk_to_ras), reference[keep]
+    every kept voxel where it was."""
+    kji = [r or (0, n) for r, n in zip(ranges, volume.array.shape)]
+    piece = volume.crop([r[0] for r in kji[::-1]], [r[1] for r in kji[::-1]])
+    return piece.with_array(np.ascontiguousarray(piece.array)), reference[tuple(slice(*r) for r in kji)]
 
 
 def around(mask: np.ndarray, axis: int, millimetres: float, spacing_kji) -> list:

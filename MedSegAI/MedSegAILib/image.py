@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from .errors import InputImageError
 from .fileio import atomic_path
-from .geometry import Grid, compose_ijk_to_ras, direction_of, ras_to_lps, spacing_of
+from .geometry import Grid, compose_ijk_to_ras, crop_grid, direction_of, ras_to_lps, spacing_of
 
 
 
@@ -44,6 +44,11 @@ class Volume:
 
     def with_array(self, array: np.ndarray) -> "Volume":
         return Volume(array, self.ijk_to_ras.copy())
+
+    def crop(self, start_ijk, stop_ijk) -> "Volume":
+        """The voxels ``start <= (i, j, k) < stop``, each where it was in RAS (a view of the array)."""
+        (i0, j0, k0), (i1, j1, k1) = start_ijk, stop_ijk
+        return Volume(self.array[k0:k1, j0:j1, i0:i1], crop_grid(self.grid, start_ijk, stop_ijk).ijk_to_ras)
 
 
 def volume_from_sitk(image: sitk.Image) -> Volume:

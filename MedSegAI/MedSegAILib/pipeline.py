@@ -14,7 +14,7 @@ from .applicability import check_applicability
 from .body import axial_axis, keep_inside_body
 from .bundle import Bundle, Label, ModelCard
 from .errors import EmptyResultError, InputImageError, ResourceError
-from .geometry import crop_grid, ras_box_to_ijk_slices, voxel_centres_in_ras_box
+from .geometry import ras_box_to_ijk_slices, voxel_centres_in_ras_box
 from .image import Volume
 from .label_regions import centroid_ras, label_boxes
 from .lateralization import keep_mirrored_components, split_at_midline
@@ -89,11 +89,6 @@ def estimate_peak_bytes(model_shape_xyz, num_classes: int, in_channels: int, fli
     return int(floats * 4 + source_voxels * BYTES_PER_SOURCE_VOXEL)
 
 
-def _crop(volume: Volume, start, stop) -> Volume:
-    grid = crop_grid(volume.grid, start, stop)
-    return Volume(volume.array[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]], grid.ijk_to_ras)
-
-
 def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions | None = None,
             reporter: ProgressReporter | None = None) -> SegmentationResult:
     """Segment ``inputs`` (one volume per card input, first one defines the output grid).
@@ -123,7 +118,7 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
             raise InputImageError("the ROI does not overlap the input volume (or is under 2 voxels thick)",
                                   "give the ROI corners in RAS millimetres, inside the volume")
         roi = (start, stop)
-        work_inputs[0] = _crop(source, start, stop)
+        work_inputs[0] = source.crop(start, stop)
 
     plan = SpatialPlan.for_grid(work_inputs[0].grid, card.preprocessing.target_spacing)
     flips = 1 + (len(card.inference.tta_flips) if options.tta else 0)

@@ -102,3 +102,16 @@ def test_ras_box_to_voxel_bounds():
     start, stop = ras_box_to_ijk_slices(grid, (-5, 2, 3), (-2, 4, 20))
     np.testing.assert_array_equal(start, [2, 2, 3])
     np.testing.assert_array_equal(stop, [6, 5, 10])
+
+
+def test_a_cropped_volume_keeps_every_voxel_where_it_was():
+    rotation = np.linalg.qr(np.random.default_rng(3).standard_normal((3, 3)))[0]  # oblique, maybe flipped
+    ijk_to_ras = np.eye(4)
+    ijk_to_ras[:3, :3] = rotation * [0.8, 1.1, 2.5]
+    ijk_to_ras[:3, 3] = [12.0, -40.0, 7.5]
+    volume = Volume(np.arange(5 * 6 * 7).reshape(5, 6, 7), ijk_to_ras)
+    piece = volume.crop((2, 1, 3), (6, 4, 5))  # (i, j, k)
+    assert piece.array.shape == (2, 3, 4)
+    for k, j, i in [(0, 0, 0), (1, 2, 3)]:
+        assert piece.array[k, j, i] == volume.array[k + 3, j + 1, i + 2]
+        np.testing.assert_allclose(piece.ijk_to_ras @ [i, j, k, 1], volume.ijk_to_ras @ [i + 2, j + 1, k + 3, 1])

@@ -7,7 +7,7 @@ import slicerio
 from MedSegAILib.bundle import Catalog
 from MedSegAILib.bundle.catalog import SHIPPED_MODELS_DIR
 from MedSegAILib.errors import InputImageError
-from MedSegAILib.image import Volume, read_volume
+from MedSegAILib.image import read_volume
 from MedSegAILib.pipeline import segment
 from MedSegAILib.sample_data import sample_files
 
@@ -38,10 +38,8 @@ def test_ct_chest_demo_segments_its_sample_like_the_reference(slices):
     bundle = Catalog([(SHIPPED_MODELS_DIR, "shipped")]).get("medsegai-ct-chest-demo")
     ct_path = sample_files(bundle.card)[0].path
     ct = read_volume(ct_path)
-    first = slices.start or 0
-    ijk_to_ras = ct.ijk_to_ras.copy()
-    ijk_to_ras[:3, 3] += ijk_to_ras[:3, 2] * first
-    result = segment([Volume(np.ascontiguousarray(ct.array[slices]), ijk_to_ras)], bundle)
+    k0, k1 = slices.indices(ct.array.shape[0])[:2]
+    result = segment([ct.crop((0, 0, k0), (ct.array.shape[2], ct.array.shape[1], k1))], bundle)
     reference = slicerio.read_segmentation(str(ct_path.with_name("Segmentation.seg.nrrd")))
     voxels = reference["voxels"].transpose(2, 1, 0)[slices]
     for name, ref_value in [("right lung", 5), ("left lung", 6)]:
@@ -101,9 +99,7 @@ def test_brain_extraction_on_a_slab_of_its_sample_head_agrees_with_the_whole_hea
     axial = np.nonzero(whole.any(axis=(1, 2)))[0]
     size = round(72 / head.spacing[2])
     first = (axial[0] + axial[-1]) // 2 - size // 2
-    ijk_to_ras = head.ijk_to_ras.copy()
-    ijk_to_ras[:3, 3] += ijk_to_ras[:3, 2] * first
-    slab = Volume(np.ascontiguousarray(head.array[first:first + size]), ijk_to_ras)
+    slab = head.crop((0, 0, first), (head.array.shape[2], head.array.shape[1], first + size))
     in_slab = segment([slab], bundle).labels.array == value
     on_whole = whole[first:first + size]
     dice = 2 * (in_slab & on_whole).sum() / (in_slab.sum() + on_whole.sum())
