@@ -33,7 +33,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "training"))
 
-from MedSegAILib.bundle import Bundle  # noqa: E402
 from MedSegAILib.bundle.catalog import Catalog, SHIPPED_MODELS_DIR  # noqa: E402
 from MedSegAILib.image import read_volume  # noqa: E402
 from medsegai_training.brain_extraction import HEADS as TRAINING_HEADS  # noqa: E402
@@ -63,8 +62,7 @@ def measured(command: list[str]) -> dict:
 
 def trained_on(model: str) -> set[str]:
     """The heads the bundle's card lists as training data."""
-    path = Path(model)
-    card = (Bundle.open(path) if path.exists() else Catalog([(SHIPPED_MODELS_DIR, "shipped")]).get(model)).card
+    card = Catalog([(SHIPPED_MODELS_DIR, "shipped")]).get(model).card
     names = {d["name"] for d in card.raw.get("training", {}).get("data", [])}
     return {k for k, head in TRAINING_HEADS.items() if f"{head.title}, training" in names}
 

@@ -40,6 +40,7 @@ from MedSegAILib.bundle.catalog import Catalog, SHIPPED_MODELS_DIR  # noqa: E402
 from MedSegAILib.image import Volume, read_volume  # noqa: E402
 from MedSegAILib.pipeline import SegmentationOptions, segment  # noqa: E402
 from MedSegAILib.sample_data import sample_files  # noqa: E402
+from medsegai_training.evaluation import dice  # noqa: E402
 
 PADDINGS = ("constant", "replicate")
 # (name, per array axis k, j, i: the kept (first, stop) or None for all), brain cuts in mm around the brain
@@ -73,18 +74,13 @@ def with_padding(bundle: Bundle, padding: str) -> Bundle:
     return dataclasses.replace(bundle, card=dataclasses.replace(bundle.card, inference=inference))
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
-
-
 def open_model(model: str) -> tuple[Bundle, str]:
-    path = Path(model)
-    if path.exists():
-        return Bundle.open(path), path.name
-    return Catalog([(SHIPPED_MODELS_DIR, "shipped")]).get(model), "shipped"
+    """The bundle of a model id (shipped) or a bundle path, and how to name it in the table."""
+    return Catalog([(SHIPPED_MODELS_DIR, "shipped")]).get(model), Path(model).name if Path(model).exists() else "shipped"
 
 
 def brain_rows(models: list[str], options: SegmentationOptions) -> Iterator[str]:
+    from brain_extraction_vs_peers import trained_on
     from medsegai_training.brain_extraction import HEADS
     from medsegai_training.peer_consensus import consensus_masks
     from medsegai_training.reference_data import DEFAULT_CACHE
@@ -96,16 +92,15 @@ def brain_rows(models: list[str], options: SegmentationOptions) -> Iterator[str]
     yield "|---|---|" + "---|" * len(BRAIN_CUTS)
     for model in models:
         bundle, where = open_model(model)
-        trained_on = " ".join(d.get("name", "") for d in bundle.card.raw.get("training", {}).get("data", [])
-                              if d.get("name", "").endswith(", training"))
+        training_heads = trained_on(model)
         for key, head in heads.items():
             brain = masks[key].consensus.array > 0
-            role = "training" if HEADS[key].title.split(" (")[0] in trained_on else "held out"
+            role = "training" if key in training_heads else "held out"
             cells = []
             for _, axis, millimetres in BRAIN_CUTS:
                 ranges = [None] * 3 if axis is None else around(brain, axis, millimetres, head.spacing[::-1])
                 image, reference = cut(head, brain, ranges)
-                cells.append(" / ".join(f"{dice(segment([image], with_padding(bundle, p), options).labels.array == 1, reference):.4f}"
+                cells.append(" / ".join(f"{dice(segment([image], with_padding(bundle, p), options).labels.array, reference, 1):.4f}"
                                         for p in PADDINGS))
             yield f"| {bundle.card.id} {bundle.card.version} ({where}) | {key}, {role} | " + " | ".join(cells) + " |"
 
@@ -127,7 +122,7 @@ def structure_rows(models: list[str], options: SegmentationOptions) -> Iterator[
             cells = []
             for padding in PADDINGS:
                 labels = segment([image], with_padding(bundle, padding), options).labels.array
-                scores = [dice(labels == label.value, truth == label.value) for label in bundle.card.labels
+                scores = [dice(labels, truth, label.value) for label in bundle.card.labels
                           if (truth == label.value).any()]
                 cells.append((float(np.mean(scores)), sum(s == 0 for s in scores)))
             yield (f"| {bundle.card.id} {bundle.card.version} ({where}) | {name} | {image.array.shape} | "
@@ -147,7 +142,7 @@ def chest_rows(models: list[str], options: SegmentationOptions) -> Iterator[str]
         for name, ranges in CHEST_CUTS:
             image, truth = cut(ct, reference, ranges)
             labels = {p: segment([image], with_padding(bundle, p), options).labels.array for p in PADDINGS}
-            cells = [" / ".join(f"{dice(labels[p] == bundle.card.label_by_name(label).value, truth == value):.3f}"
+            cells = [" / ".join(f"{dice(labels[p] == bundle.card.label_by_name(label).value, truth == value, True):.3f}"
                                 for p in PADDINGS) for label, value in CHEST_LABELS.items()]
             yield (f"| {bundle.card.id} {bundle.card.version} ({where}) | {name} | {image.array.shape} | "
                    + " | ".join(cells) + " |")
