@@ -7,7 +7,8 @@ import torch
 from MedSegAILib.bundle.card import InferenceSettings
 from MedSegAILib.inference import InferenceEngine
 from MedSegAILib.networks import build_network
-from MedSegAILib.networks.cpu_kernels import MatmulConvTranspose3d, OneDNNConv3d, use_fast_cpu_kernels
+from MedSegAILib.networks.cpu_kernels import (ChannelsLastInstanceNorm3d, MatmulConvTranspose3d, OneDNNConv3d,
+                                              use_fast_cpu_kernels)
 
 # the shipped demo's U-Net and the brain-extraction U-Net, on their windows
 NETWORKS = {
@@ -47,6 +48,57 @@ def test_every_convolution_takes_a_fast_kernel_and_the_logits_stay_the_same(name
         assert not slow & kernels_run(redirected, x)
         expected, got = plain(x), redirected(x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_activations_stay_channels_last_from_the_first_convolution_to_the_logits(name):
+    _, redirected, x = twin(name)
+    use_fast_cpu_kernels(redirected)
+    channel_first = []
+
+    def record(module, inputs, output):
+        for role, tensor in (("input", inputs[0]), ("output", output)):
+            if (tensor is not x and tensor.shape[1] > 1
+                    and not tensor.is_contiguous(memory_format=torch.channels_last_3d)):
+                channel_first.append(f"{role} of {module.name}")
+
+    for module_name, module in redirected.named_modules():
+        if isinstance(module, (OneDNNConv3d, ChannelsLastInstanceNorm3d, MatmulConvTranspose3d)):
+            module.name = module_name
+            module.register_forward_hook(record)
+    with torch.inference_mode():
+        kernels = kernels_run(redirected, x)
+    # after a one-channel input too: its weight must be restrided, which .contiguous() would not do.
+    # DeepLabv3+'s image-pooling branch is broadcast before the concatenation: one reorder at 1/8 size
+    assert channel_first == ([] if name != "DeepLabv3+" else ["input of aspp.project.conv"])
+    assert "aten::native_batch_norm" not in kernels  # instance_norm's channel-first kernel
+
+
+def test_the_channels_last_instance_norm_is_as_exact_as_pytorchs():
+    """On a window whose second half is padding (a constant after the first convolution), where
+    one-pass statistics (E[x^2] - E[x]^2, as in PyTorch's channels-last group norm) lose the variance."""
+    torch.manual_seed(2)
+    plain = torch.nn.InstanceNorm3d(16, affine=True)
+    torch.nn.init.normal_(plain.weight)
+    torch.nn.init.normal_(plain.bias)
+    fast = torch.nn.InstanceNorm3d(16, affine=True)
+    fast.load_state_dict(plain.state_dict())
+    tracked = torch.nn.InstanceNorm3d(16, track_running_stats=True)  # eval normalises by running statistics
+    use_fast_cpu_kernels(torch.nn.Sequential(fast, tracked))
+    assert type(fast) is ChannelsLastInstanceNorm3d and type(tracked) is torch.nn.InstanceNorm3d
+    x = torch.randn(2, 16, 40, 40, 40)
+    x[..., 20:] = 0
+    x += 5
+    exact = torch.nn.functional.instance_norm(x.double(), weight=plain.weight.double(), bias=plain.bias.double())
+    with torch.inference_mode():
+        pytorch_error = (plain(x) - exact).abs().max()
+        for layout in (torch.contiguous_format, torch.channels_last_3d):
+            out = fast(x.to(memory_format=layout))
+            assert out.is_contiguous(memory_format=layout)
+            assert (out - exact).abs().max() <= 2 * pytorch_error
+        one_pass = torch.nn.functional.group_norm(x.to(memory_format=torch.channels_last_3d), 16, plain.weight,
+                                                  plain.bias)
+        assert (one_pass - exact).abs().max() > 20 * pytorch_error  # why the norm is not that one-liner
 
 
 def test_training_and_its_gradients_are_left_to_pytorch():
