@@ -72,8 +72,9 @@ def markdown(res: dict) -> str:
                      f"{f['gflop']:.1f} | {f['first_s']:.3f} | {f['best_s']:.3f} | {f['gflops']:.1f} | "
                      f"{f['pct_peak']:.0f} % | {f.get('pct_matmul', f['pct_peak']):.0f} % | {own_cells} | {ort_cells} |")
         L += ["", "FLOPs: torch.utils.flop_counter (convolutions and matmuls only; norms and activations are not "
-              "counted). PyTorch as MedSegAI runs it: oneDNN for every 3D convolution, one matrix product for "
-              "each upsampling by kernel = stride (`MedSegAILib.networks.cpu_kernels`); \"PyTorch's kernel "
+              "counted). PyTorch as MedSegAI runs it: oneDNN for every 3D convolution on channels-last "
+              "activations, instance norms in that layout, one matrix product for each upsampling by kernel = "
+              "stride (`MedSegAILib.networks.cpu_kernels`); \"PyTorch's kernel "
               "choice\": the same network as PyTorch dispatches it (its reference kernel for small convolutions), "
               "timed in alternating rounds with MedSegAI's. ONNX Runtime: the same network exported as "
               "MedSegAI exports bundles (`medsegai_training.onnx_export`), run with the options of MedSegAI's ONNX "

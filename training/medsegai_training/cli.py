@@ -120,6 +120,7 @@ def train_config(plan: dict, **overrides):
                 aug[key] = tuple(aug[key])
         settings["augmentation"] = AugmentationConfig(**aug)
     settings["patch_size"] = tuple(int(p) for p in settings["patch_size"])
+    settings.setdefault("validation_padding", plan.get("inference", {}).get("padding", "constant"))
     config = TrainConfig(**settings)
     config = with_overrides(config, **overrides)
     if "log_every" not in plan["training"]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from MedSegAILib.sliding_window import PADDINGS
+
 from .augmentation import AugmentationConfig
 from .distributed import DEVICES
 from .losses import LOSSES
@@ -35,14 +37,18 @@ class TrainConfig:
     early_stopping_patience: int = 0  # validations without a better mean Dice before stopping; 0: off
     tensorboard: bool = True  # TensorBoard scalars when the tensorboard package is installed
     deep_supervision: int = 0  # U-Net decoder stages with a loss of their own besides the output; 0: off
+    # how validation pads a volume smaller than the patch, as the card's inference.padding will:
+    # validation segments as inference does, so the Dice that picks the best weights is the shipped one
+    validation_padding: str = "constant"
 
     # settings that may change when a run is resumed (the others must match the checkpoint)
     RESUMABLE_CHANGES = ("iterations", "checkpoint_every", "keep_checkpoints", "log_every", "threads", "device", "amp",
-                         "tensorboard")
+                         "tensorboard", "validation_padding")
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("loss", self.loss, LOSSES), ("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("device", self.device, DEVICES)):
+                                     ("device", self.device, DEVICES),
+                                     ("validation_padding", self.validation_padding, PADDINGS)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(allowed)}")
 

@@ -321,7 +321,8 @@ class Trainer:
                   seconds: float) -> bool:
         """Validate, keep the best weights in ``best.pt``; return whether to stop early."""
         start = time.perf_counter()
-        dice = validation_dice(module, self.validation_cases, self.config.patch_size, self.label_names, env, amp)
+        dice = validation_dice(module, self.validation_cases, self.config.patch_size, self.label_names, env, amp,
+                               self.config.validation_padding)
         module.train()
         entry = record(state.iteration, dice)
         state.validation.append(entry)

@@ -25,17 +25,19 @@ OVERLAP = 0.25
 
 def validation_dice(network: torch.nn.Module, cases: Sequence[tuple[np.ndarray, np.ndarray]],
                     patch_size: Sequence[int], labels: Mapping[int, str], env: Distributed,
-                    amp: bool = False) -> dict[str, float]:
+                    amp: bool = False, padding: str = "constant") -> dict[str, float]:
     """Pooled Dice of every label (value -> name) over ``cases`` (``(image (C, X, Y, Z), labels
-    (X, Y, Z))``). ``network`` is the bare module (not the DDP wrapper): ranks may run different
-    numbers of forward passes. Leaves the network in eval mode."""
+    (X, Y, Z))``), padded where smaller than the patch as the card's ``inference.padding`` says.
+    ``network`` is the bare module (not the DDP wrapper): ranks may run different numbers of forward
+    passes. Leaves the network in eval mode."""
     values = list(labels)
     counts = torch.zeros(len(values), 3, dtype=torch.int64, device=env.device)  # overlap, predicted, reference
     network.eval()
     with torch.no_grad(), torch.autocast(env.device.type, dtype=torch.float16, enabled=amp):
         for image, reference in cases[env.rank::env.world_size]:
             x = torch.from_numpy(np.ascontiguousarray(image))[None].to(env.device)
-            logits = sliding_window_inference(x, tuple(patch_size), network, overlap=OVERLAP, blending="gaussian")
+            logits = sliding_window_inference(x, tuple(patch_size), network, overlap=OVERLAP, blending="gaussian",
+                                                padding=padding)
             predicted = logits.argmax(1)[0]
             target = torch.from_numpy(reference.astype(np.int64)).to(env.device)
             for n, value in enumerate(values):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from medsegai_training.cli import train_config
 from medsegai_training.dataset import load_dataset
 from medsegai_training.planning import (Fingerprint, card_document, compute_fingerprint, estimate_training_bytes,
                                         make_plan, modality_of, network_for_patch, read_plan, target_spacing,
@@ -101,6 +102,11 @@ def test_plan_is_pure_json_and_a_valid_card(tmp_path):
     card = parse_card(card_document(read_plan(path)), "plan card")
     assert [x.name for x in card.labels] == ["liver", "tumour"] and card.num_classes == 3
     assert card.preprocessing.target_spacing == (1.0, 1.0, 1.0)
+    # a cut volume is padded by repeating its border, and validation in training pads the same way
+    assert card.inference.padding == "replicate"
+    assert train_config(plan).validation_padding == "replicate"
+    plan["inference"]["padding"] = "constant"
+    assert train_config(plan).validation_padding == "constant"
     with pytest.raises(ValueError, match="not a MedSegAI training plan"):
         (tmp_path / "x.json").write_text("{}")
         read_plan(tmp_path / "x.json")

@@ -56,6 +56,24 @@ def test_validation_keeps_the_best_weights_and_returns_them(cases, tmp_path):
     assert dice == pytest.approx(result.best_validation["dice"], abs=1e-5)
 
 
+class WindowMeanAboveHalf(torch.nn.Module):
+    """Labels every voxel 1 where its window's mean intensity is above 0.5: what padding adds to a
+    window changes the answer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3, 4), keepdim=True).expand(-1, 1, *x.shape[2:])
+        return torch.cat([0.5 - mean, mean - 0.5], 1)
+
+
+def test_validation_pads_a_volume_smaller_than_the_patch_as_the_card_will():
+    case = [(np.ones((1, 8, 8, 4), dtype=np.float32), np.ones((8, 8, 4), dtype=np.uint8))]
+    dice = {padding: validation_dice(WindowMeanAboveHalf(), case, (16, 16, 8), {1: "all"}, Distributed(),
+                                     padding=padding)["all"] for padding in ("constant", "replicate")}
+    assert dice == {"constant": 0.0, "replicate": 1.0}  # zeros bring the mean to 1/8
+    with pytest.raises(ValueError, match="unknown validation_padding 'reflect'"):
+        TrainConfig(validation_padding="reflect")
+
+
 def test_early_stopping_and_resuming_a_stopped_run(cases, tmp_path):
     """With a learning rate of 0 the network never improves: the first validation stays the best
     and training stops after ``patience`` more validations."""
