@@ -111,7 +111,9 @@ class InferenceEngine(WindowedEngine):
     def _sliding_window(self, x: torch.Tensor, progress: WindowProgress) -> torch.Tensor:
         def logits(window: torch.Tensor) -> torch.Tensor:
             with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-                return self.network(window.to(self.device)).float()
+                # channel-first for the blending: the CPU kernels give channels-last logits, and adding
+                # them into the channel-first volume element by element cost more than this one copy
+                return self.network(window.to(self.device)).float().contiguous()
 
         return sliding_window_inference(x, self.settings.patch_size, progress.wrap(logits),
                                         overlap=self.settings.overlap, blending=self.settings.blending,
