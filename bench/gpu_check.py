@@ -38,21 +38,20 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "MedSegAI"))
 
-from MedSegAILib.bundle import Bundle  # noqa: E402
 from MedSegAILib.bundle.card import InferenceSettings  # noqa: E402
+from MedSegAILib.bundle.catalog import SHIPPED_MODELS_DIR, Catalog  # noqa: E402
 from MedSegAILib.inference import InferenceEngine  # noqa: E402
 from MedSegAILib.networks import build_network  # noqa: E402
+from run_benchmark import count_flops  # noqa: E402
 
-MODELS = HERE.parent / "MedSegAI" / "Resources" / "Models"
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 NNUNET_SIZE = {"in_channels": 1, "out_channels": 3, "filters": [32, 64, 128, 256, 320, 320],
                "strides": [1, 2, 2, 2, 2, 2]}
 
 
-def shipped(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
-    """A shipped bundle's network and window, found by model id whatever its version."""
-    path = max(MODELS.glob(f"{name}-*"))
-    bundle = Bundle.open(path)
+def shipped(model_id: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """The newest shipped bundle of ``model_id``: its network and window."""
+    bundle = Catalog([(SHIPPED_MODELS_DIR, "shipped")]).get(model_id)
     return bundle.build_network(), (1, len(bundle.card.inputs), *bundle.card.inference.patch_size)
 
 
@@ -81,13 +80,6 @@ def timed(run, device: torch.device, repeats: int) -> float:
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def count_flops(net: torch.nn.Module, x: torch.Tensor) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(x)
-    return int(counter.get_total_flops())
 
 
 def forward_rows(device: torch.device, quick: bool, repeats: int) -> list[dict]:
