@@ -85,3 +85,30 @@ def test_a_flipped_axis_is_refused_not_mirrored():
     target = _canonical((6, 6, 6), (1.0, 1.0, 1.0))
     flipped = Grid((6, 6, 6), compose_ijk_to_ras((1.0, 1.0, 1.0), np.diag([-1.0, 1.0, 1.0]), [5.0, 0, 0]))
     assert axis_maps(flipped, target) is None
+
+
+def _blend_every_voxel(scores: np.ndarray, values: np.ndarray, model: Grid, target: Grid) -> np.ndarray:
+    """Every class blended at every voxel, i then j then k, with the same float32 operations."""
+    scale, offset = axis_maps(model, target)
+    axes = [AxisInterpolation.for_axis(n, s, o, m) for n, s, o, m in
+            zip(target.size_ijk, scale, offset, model.size_ijk)]
+    blended = axes[2].apply(axes[1].apply(axes[0].apply(scores.astype(np.float32), 3), 2), 1)
+    return values[np.argmax(blended, axis=0)]
+
+
+@pytest.mark.parametrize("classes, ties", [(2, False), (6, False), (4, True)])
+def test_skipping_the_blend_where_both_planes_agree_changes_no_label(classes, ties, monkeypatch):
+    # the blend along k is skipped where the two model planes have the same label: the result must
+    # be exactly the full computation's, also where classes tie (the first one wins, as np.argmax)
+    monkeypatch.setattr(score_resampling, "SLAB_SLICES", 7)
+    target = _canonical((61, 30, 26), (0.8, 0.8, 1.1))
+    model = grid_with_spacing(target, (2.1, 1.7, 4.9))  # k: several output slices per model interval
+    rng = np.random.default_rng(classes)
+    coarse = rng.random((classes, *model.shape))
+    scores = np.stack([np.cumsum(np.cumsum(c, axis=0), axis=2) for c in coarse]).astype(np.float32)
+    if ties:  # class 2 equals class 1 on half of the planes, exactly
+        scores[2, ::2] = scores[1, ::2]
+        scores[3] = np.maximum(scores[3], scores[1])
+    values = np.arange(classes) * 3
+    np.testing.assert_array_equal(resample_argmax(scores, values, model, target),
+                                  _blend_every_voxel(scores, values, model, target))
