@@ -87,9 +87,10 @@ def markdown(res: dict) -> str:
               f"(int16 .nrrd) -> model grid {'x'.join(map(str, c['model_grid']))}, {c['windows']} windows "
               f"of {'x'.join(map(str, o['patch']))}.", "",
               "| path | seconds | ratio to (c) |", "|---|---:|---:|",
-              f"| (a) MedSegAI in-process, PyTorch: read + segment + write_outputs (warm, best of {o['repeats']}) | "
+              f"| (a) MedSegAI in-process, PyTorch: read + segment + write_outputs (later cases of a batch: network "
+              f"loaded by the first; best of {o['repeats']}) | "
               f"{o['inprocess_best_s']:.2f} | {o['inprocess_best_s'] / c['best_s']:.1f}x |",
-              f"| (a') same, first call in the process | {o['inprocess_first_s']:.2f} | "
+              f"| (a') same, first case in the process (loads the network) | {o['inprocess_first_s']:.2f} | "
               f"{o['inprocess_first_s'] / c['best_s']:.1f}x |",
               f"| (a'') `segment()` alone: preprocess, inference, labels back on the scan, clean-up (best) | "
               f"{o['segment_best_s']:.2f} | {o['segment_best_s'] / c['best_s']:.2f}x |"]

@@ -19,6 +19,7 @@ from .sliding_window import sliding_window_inference
 if TYPE_CHECKING:
     from .bundle import Bundle, ModelCard
     from .pipeline import SegmentationOptions
+    from .runtime import LoadedModels
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -132,15 +133,21 @@ class InferenceEngine(WindowedEngine):
 
 
 def torch_engine(bundle: "Bundle", card: "ModelCard", options: "SegmentationOptions", model_grid_bytes: int,
-                 warnings: list[str]) -> InferenceEngine:
+                 warnings: list[str], models: "LoadedModels | None" = None) -> InferenceEngine:
     """The PyTorch engine for ``card`` on the options' device. On a GPU whose free memory the
-    model grid's buffers would crowd, windows run there and are assembled in host memory."""
+    model grid's buffers would crowd, windows run there and are assembled in host memory.
+    ``models``: networks built by earlier cases (None: build afresh)."""
+    from .runtime import LoadedModels, model_key
+
     device = select_device(options.device)
+    models = models if models is not None else LoadedModels()
+    # one network per device: the engine moves it there and, on the CPU, swaps its kernels in place
+    network = models.get(model_key(bundle, card, "torch", device), lambda: bundle.build_network(card))
     stitch_device = device
     if device.type == "cuda":
         free_gpu, _ = torch.cuda.mem_get_info(device)
         if model_grid_bytes > 0.5 * free_gpu:  # keep room for activations: stitch on the host instead
             stitch_device = torch.device("cpu")
             warnings.append("large volume: windows run on the GPU, results are assembled in host memory")
-    return InferenceEngine(bundle.build_network(card), card.inference, device, stitch_device, options.tta,
+    return InferenceEngine(network, card.inference, device, stitch_device, options.tta,
                            options.precision, options.threads or physical_cores())

@@ -23,7 +23,7 @@ from .preprocessing import prepare_case
 from .preprocessing.pipeline import from_network_layout
 from .preprocessing.spatial import SpatialPlan
 from .progress import ProgressReporter
-from .runtime import open_engine
+from .runtime import LoadedModels, open_engine
 
 
 @dataclass
@@ -90,8 +90,10 @@ def estimate_peak_bytes(model_shape_xyz, num_classes: int, in_channels: int, fli
 
 
 def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions | None = None,
-            reporter: ProgressReporter | None = None) -> SegmentationResult:
+            reporter: ProgressReporter | None = None, models: LoadedModels | None = None) -> SegmentationResult:
     """Segment ``inputs`` (one volume per card input, first one defines the output grid).
+
+    ``models``: networks loaded by earlier calls, for batches (None: load the network afresh).
 
     Raises:
         InputImageError, ApplicabilityError, ResourceError, EmptyResultError, Cancelled.
@@ -134,7 +136,7 @@ def segment(inputs: list[Volume], bundle: Bundle, options: SegmentationOptions |
             "segment a region (--roi), use the fast variant (--fast) if the model has one, or close other programs",
         )
     on_model_grid = estimate_peak_bytes(plan.model_grid.size_ijk, card.num_classes, len(card.inputs), flips)
-    engine = open_engine(bundle, card, options, on_model_grid, warnings)
+    engine = open_engine(bundle, card, options, on_model_grid, warnings, models)
 
     prepared = prepare_case(work_inputs, card.preprocessing)
     seconds["preprocess"] = time.perf_counter() - t0

@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 import slicerio
 
-from MedSegAILib.bundle import write_bundle
+from MedSegAILib.bundle import Bundle, write_bundle
 from MedSegAILib.cli import main
 from MedSegAILib.image import Volume, read_volume, write_volume
 from MedSegAILib.networks import build_network
@@ -96,6 +96,21 @@ def test_batch_folder_continues_past_a_bad_case_and_shards(tmp_path, models_dir,
     shard_out = tmp_path / "shard"
     code, _, _ = run_cli(*segment_args(models_dir, folder, "-m", "test-window", "-o", shard_out, "--shard", "1/3"))
     assert code == 0 and [p.name for p in shard_out.glob("*.seg.nrrd")] == ["case1.seg.nrrd"]
+
+
+def test_a_batch_loads_the_network_once_and_reuses_it_unchanged(tmp_path, models_dir, ct_file, monkeypatch):
+    shutil.copy(ct_file, ct_file.parent / "case2.nii.gz")  # the same image twice
+    built = []
+    build = Bundle.build_network
+    monkeypatch.setattr(Bundle, "build_network", lambda self, card=None: built.append(card) or build(self, card))
+    out = tmp_path / "out"
+    code, _, err = run_cli(*segment_args(models_dir, ct_file.parent, "-m", "test-window", "-o", out))
+    assert code == 0, err
+    assert len(built) == 1
+    # the second case ran on the network the first one left (on the CPU kernels swapped in place)
+    first, second = (slicerio.read_segmentation(out / f"{name}.seg.nrrd") for name in ("case1", "case2"))
+    np.testing.assert_array_equal(first["voxels"], second["voxels"])
+    assert first["voxels"].any()
 
 
 def test_roi_and_label_subset(tmp_path, models_dir, ct_file):

@@ -137,3 +137,26 @@ def test_eta_is_estimated_during_inference():
     reporter.update(0.5)
     assert events[-1].eta_s is not None and 0 < events[-1].eta_s < 10
     assert events[-1].fraction > events[-2].fraction
+
+
+def test_loaded_models_give_each_case_the_network_the_first_one_built(bundle_factory):
+    # a U-Net with convolutions, transposed convolutions and instance norms: the kernels the CPU
+    # engine swaps in place must leave a reused network computing what a fresh one computes
+    from MedSegAILib.pipeline import SegmentationOptions, segment
+    from MedSegAILib.runtime import LoadedModels
+    from testing_support import asymmetric_structure, volume_on
+
+    bundle = bundle_factory(network={"name": "unet", "args": {"in_channels": 1, "out_channels": 2,
+                                                              "filters": [4, 8, 8], "strides": [1, 2, 2]}},
+                            preprocessing={"target_spacing": None, "normalization": {"type": "percentile_zscore"}},
+                            inference={"patch_size": [16, 16, 16], "overlap": 0.25})
+    vol = volume_on("oblique")
+    vol.array[:] = np.where(asymmetric_structure(vol), 100, -1000)
+    options = SegmentationOptions(device="cpu", threads=1, allow_empty=True)
+    fresh = segment([vol], bundle, options).labels.array
+    models = LoadedModels()
+    reused = [segment([vol], bundle, options, models=models).labels.array for _ in range(2)]
+    assert len(models) == 1
+    assert 0 < fresh.mean() < 1  # random weights, both classes present: a comparison that can fail
+    for labels in reused:
+        np.testing.assert_array_equal(labels, fresh)

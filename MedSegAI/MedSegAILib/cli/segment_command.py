@@ -124,6 +124,7 @@ def run(args: argparse.Namespace, catalog, reporter: Reporter, cancel: CancelTok
     from ..image import read_volume
     from ..outputs import OutputOptions, write_outputs
     from ..pipeline import SegmentationOptions, segment
+    from ..runtime import LoadedModels
 
     bundle: Bundle = catalog.get(args.model, args.model_version)
     card = bundle.card
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace, catalog, reporter: Reporter, cancel: CancelTok
     cases = collect_cases(args.inputs, len(card.inputs))[index::count]
     reporter.say(f"{card.summary()}\n{len(cases)} case(s) -> {args.output}")
     failed = 0
+    models = LoadedModels()  # the network is loaded for the first case and reused by the others
     for case in cases:
         reporter.case = case.name
         start = time.perf_counter()
@@ -151,7 +153,7 @@ def run(args: argparse.Namespace, catalog, reporter: Reporter, cancel: CancelTok
             progress = ProgressReporter(reporter.progress, cancel)
             progress.stage("load", "reading the input")
             volumes = [read_volume(p) for p in case.inputs]
-            result = segment(volumes, bundle, options, progress)
+            result = segment(volumes, bundle, options, progress, models)
             progress.stage("write", "writing outputs")
             for w in result.warnings:
                 reporter.warning(w)
