@@ -14,12 +14,12 @@ from .engine import WindowedEngine, WindowProgress
 from .errors import ResourceError
 from .networks.cpu_kernels import use_fast_cpu_kernels
 from .process_hygiene import physical_cores
+from .runtime import LoadedModels, model_key
 from .sliding_window import sliding_window_inference
 
 if TYPE_CHECKING:
     from .bundle import Bundle, ModelCard
     from .pipeline import SegmentationOptions
-    from .runtime import LoadedModels
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -133,12 +133,10 @@ class InferenceEngine(WindowedEngine):
 
 
 def torch_engine(bundle: "Bundle", card: "ModelCard", options: "SegmentationOptions", model_grid_bytes: int,
-                 warnings: list[str], models: "LoadedModels | None" = None) -> InferenceEngine:
+                 warnings: list[str], models: LoadedModels | None = None) -> InferenceEngine:
     """The PyTorch engine for ``card`` on the options' device. On a GPU whose free memory the
     model grid's buffers would crowd, windows run there and are assembled in host memory.
     ``models``: networks built by earlier cases (None: build afresh)."""
-    from .runtime import LoadedModels, model_key
-
     device = select_device(options.device)
     models = models if models is not None else LoadedModels()
     # one network per device: the engine moves it there and, on the CPU, swaps its kernels in place
