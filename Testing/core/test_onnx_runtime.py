@@ -198,3 +198,8 @@ def test_without_a_usable_onnxruntime_auto_falls_back_to_torch(brain_bundle, mon
     with pytest.raises(ResourceError, match="not installed, or too old") as info:
         runtime.choose_runtime("onnxruntime", brain_bundle.card, "cpu")
     assert "onnxruntime>=1.24" in info.value.hint
+
+
+def test_onnx_runtime_sessions_flush_denormals_as_the_torch_engine_does(brain_bundle):
+    session = open_session(brain_bundle, brain_bundle.card, threads=1)
+    assert session.get_session_options().get_session_config_entry("session.set_denormal_as_zero") == "1"

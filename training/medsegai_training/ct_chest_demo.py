@@ -173,12 +173,11 @@ def card_document(training: dict | None = None, metrics: list | None = None, tim
                                postprocessing=x.postprocessing) for x in LABELS],
         "network": NETWORKS[network],
         "preprocessing": PREPROCESSING,
-        # ONNX Runtime on CPUs: the medsegai CLI (how Slicer runs models) then never loads torch. End to end
-        # the two runtimes tie within these shared cores' noise (median of alternating CLI runs: ONNX Runtime
-        # 0.35 s ahead of 6-9 s on a 256x256x120 CT, 8 rounds; 0.5 s ahead of 22-27 s on 512x512x600, 5
-        # rounds; single rounds either way by up to 3 s), with 17 % less peak memory on the small CT (595
-        # against 719 MiB) and the same on the large; PyTorch's forward alone is faster per window
-        # (bench/results/latest.md)
+        # ONNX Runtime on CPUs: the medsegai CLI (how Slicer runs models) then never loads torch. Chosen when
+        # it was 0.35-0.5 s ahead end to end; since MedSegAI's channels-last CPU kernels PyTorch is ahead
+        # by a little (median of 8 alternating CLI runs, 2026-12-03: 4.83 against 5.24 s on CTChest4, 5.30
+        # against 5.57 s on a 256x256x120 CT) with 1.4x the peak memory (516 / 574 against 334 / 408 MiB).
+        # Kept: 0.3-0.4 s is within these shared cores' round-to-round noise; the memory is not
         # padding: zeros are 0 HU after the window, soft tissue laid against the cut; on slabs of 8 and
         # 12 slices of this scan, repeating the border kept the lungs at 0.97-0.99 and the ribs at 0.81
         # (zeros: lungs 0.80-0.97, ribs 0.31-0.56; bench/padding_cut_volumes.py)
