@@ -61,11 +61,6 @@ class AxisInterpolation:
         upper = np.minimum(lower + 1, n_in - 1)
         return cls(lower, upper, (position - lower).astype(np.float32))
 
-    def shifted(self, first: int, start: int, stop: int) -> "AxisInterpolation":
-        """Outputs ``start:stop`` only, reading an input that begins at index ``first``."""
-        return AxisInterpolation(self.lower[start:stop] - first, self.upper[start:stop] - first,
-                                 self.weight[start:stop])
-
     def apply(self, values: np.ndarray, axis: int) -> np.ndarray:
         """``values`` (float32) interpolated along ``axis``; a new array."""
         shape = [1] * values.ndim
