@@ -12,7 +12,7 @@ import numpy as np
 
 from ..geometry import Grid, Reorientation, grid_with_spacing
 from ..image import Volume, resample
-from .score_resampling import resample_argmax
+from .score_resampling import first_argmax, resample_argmax
 
 # Resampling below this relative spacing difference changes nothing a model could see, and
 # skipping it keeps results on native-resolution inputs free of interpolation.
@@ -73,7 +73,7 @@ class SpatialPlan:
         values = np.asarray(channel_values)
         dtype = np.uint8 if values.max() < 256 else np.uint16
         if not self.resamples:
-            canonical = values[np.argmax(probabilities, axis=0)].astype(dtype)
+            canonical = values.astype(dtype)[first_argmax(probabilities)]
         else:
             canonical = resample_argmax(probabilities, values, self.model_grid, self.reorientation.target, dtype)
         return self.reorientation.invert(canonical)
